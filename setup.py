@@ -1,0 +1,38 @@
+"""ECG edge triage appliance. A triage aid, not a diagnosis."""
+from setuptools import find_packages, setup
+
+DEVICE = [
+    "numpy>=1.24",
+    "scipy>=1.10",
+    "pyserial>=3.5",
+    "paho-mqtt>=2.0,<3",
+    "ai-edge-litert>=1.2",
+    "wfdb>=4.1",
+    "cryptography>=41",
+    "psutil>=5.9",
+]
+TRAIN = ["tensorflow==2.21.*", "pandas>=2", "matplotlib>=3.7"]
+DEV = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"]
+
+setup(
+    name="ecg-edge-triage",
+    version="0.1.0",
+    description="12-lead ECG triage appliance for the edge (triage aid, not a diagnosis)",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11",
+    packages=find_packages(include=["firmware_bridge*", "edge_app*", "training*"]),
+    include_package_data=True,
+    package_data={"edge_app": ["display/static/*", "data/*", "data/**/*"]},
+    install_requires=DEVICE,
+    extras_require={"train": TRAIN, "dev": DEV, "all": TRAIN + DEV},
+    entry_points={
+        "console_scripts": [
+            "ecg-edge=edge_app.cli:main",
+            "ecg-fleet=edge_app.uplink.fleet_cli:main",
+            "ecg-frontend-sim=firmware_bridge.simulator:main",
+            "ecg-train=training.cli:main",
+        ]
+    },
+)
