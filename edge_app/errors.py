@@ -1,0 +1,10 @@
+"""Errors shared across the daemon's modules."""
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used. Always names the key and the fix."""
+
+    def __init__(self, key: str, problem: str, fix: str):
+        self.key, self.problem, self.fix = key, problem, fix
+        super().__init__(f"config key '{key}': {problem}. Fix: {fix}")
