@@ -1,0 +1,41 @@
+"""MQTT uplink: durable store-and-forward outbox, device commands, fleet administration, model rollout.
+
+A triage aid, not a diagnosis: every triage payload carries "disclaimer".
+
+Public API (other modules depend on these names; see docs/mqtt.md for the topic tree and payloads)
+---------------------------------------------------------------------------------------------------
+edge_app.uplink.settings
+    MqttConfig (frozen dataclass) -- the [mqtt] TOML section.
+    MqttConfig.from_dict(d: dict) -> MqttConfig     raises edge_app.errors.ConfigError("mqtt.<key>", problem, fix)
+    keys: enabled=false, host="127.0.0.1", port=1883, prefix="ecg", keepalive_s=30, client_id="", protocol="5"|"3.1.1",
+          username, password | password_file, tls=false, ca_file, cert_file, key_file, telemetry_interval_s=30,
+          reconnect_min_s=1, reconnect_max_s=60, max_command_bytes=8 MiB, model_public_key (Ed25519 PEM path),
+          outbox_max_bytes=512 MiB, outbox_min_free_bytes=64 MiB, historical_after_s=60, max_inflight=20
+edge_app.uplink.control
+    DeviceControl (Protocol, implemented by the daemon):
+        status() -> dict; get_config() -> dict (with "config_version"); set_config(changes) -> dict (raises
+        ConfigError, applies nothing on error); set_patient(age, sex) -> dict; clear_patient() -> dict;
+        acknowledge_alarm(alarm_id, by) -> dict
+edge_app.model_store
+    ModelStore(state_dir, shipped_manifest_path, on_change=None, selftest=None)
+        active_manifest_path() -> str          manifest of the model to load (staged 'current' or the shipped one)
+        active_info() -> dict                  {"version", "model_sha256", "source": "shipped"|"installed", ...}
+        install(model_bytes, manifest_bytes, signature, public_key_pem) -> dict   {"ok": bool, "reason"?, ...}
+        rollback() -> dict
+        on_change(manifest_path) is called after a successful swap or rollback so the daemon reloads.
+    Signature = Ed25519 over model_store.signed_digest(model_bytes, manifest_bytes) (32 bytes, see docs/mqtt.md).
+edge_app.uplink.outbox
+    Outbox(path, max_bytes, min_free_bytes) -- SQLite WAL, synchronous=FULL, priority then time order.
+edge_app.uplink.service
+    Uplink(config, device_id, outbox_path, control=None, model_store=None, on_delivered=None)
+        start() / stop()
+        publish_result(result: dict, priority: str) -> message_id   returns once the message is fsync'd in the outbox
+        publish_alarm(alarm: dict, priority: str) -> message_id      (durable too)
+        publish_telemetry(metrics: dict) -> None                     latest only, not queued durably
+        set_birth(info: dict) -> None                                retained birth, republished on every connect
+        stats() -> dict                                               connected, outbox depth by priority, sent, ...
+    priorities: "high" (suspected MI / critical), "medium", "low", "none" (alias "technical")
+    raises OutboxFull (edge_app.uplink.outbox) when the disk budget is exhausted: nothing is deleted.
+edge_app.uplink.outbox_cli.run(argv) -> int   "ecg-edge outbox [--db PATH] [--json]" (depth, oldest, by priority)
+edge_app.uplink.fleet_cli.main(argv=None)    "ecg-fleet": devices, watch, cmd, keygen, sign, rollout
+"""
