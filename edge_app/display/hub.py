@@ -1,0 +1,536 @@
+"""LiveHub: the in-memory state the daemon pushes into and the bedside display reads from.
+
+Why a hub and not direct calls into the daemon: the display must never slow the signal path or see
+half-updated state. Every push is O(block) under one short lock; readers copy what they need and
+wait on a condition variable (for Server-Sent Events) instead of polling the daemon.
+
+Samples are decimated for display (a boxcar over `fs / display_fs` samples: 500 Hz -> 125 Hz by
+default) into a ring of the last `ring_seconds`. Each display sample has a sequence number `seq`;
+clients ask for "everything since seq N" and a gap (dropped samples, reconnect) is marked by a
+NaN row so the page breaks the trace instead of drawing a false line across it.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from firmware_bridge.samples import ELECTRODES, LEADS
+
+log = logging.getLogger(__name__)
+
+SEXES = ("male", "female")
+AGE_MIN, AGE_MAX = 0, 120
+
+
+class PatientController(Protocol):
+    """The writes the page can make; the daemon's DeviceControl implements these."""
+
+    def set_patient(self, age: float | None, sex: str | None) -> Any: ...
+    def clear_patient(self) -> Any: ...
+    def acknowledge_alarm(self, alarm_id: str, by: str) -> Any: ...
+
+
+class DisplayInputError(ValueError):
+    """Bad input from the page/API. `status` is the HTTP status the server answers with."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+class LocalController:
+    """Stand-in controller when the display runs without a daemon DeviceControl (demo, tests of the
+    display alone). Holds the patient context and acknowledgements in memory; a pipeline can read
+    `patient` to feed the model."""
+
+    def __init__(self) -> None:
+        self.patient: dict[str, Any] = {"age": None, "sex": None}
+        self.acks: list[dict[str, Any]] = []
+
+    def set_patient(self, age: float | None, sex: str | None) -> dict[str, Any]:
+        self.patient = {"age": age, "sex": sex}
+        return dict(self.patient)
+
+    def clear_patient(self) -> dict[str, Any]:
+        self.patient = {"age": None, "sex": None}
+        return dict(self.patient)
+
+    def acknowledge_alarm(self, alarm_id: str, by: str) -> dict[str, Any]:
+        rec = {"alarm_id": alarm_id, "by": by, "time": time.time()}
+        self.acks.append(rec)
+        return rec
+
+
+@dataclass
+class _Entry:
+    result: dict[str, Any]
+    strip_fs: float | None = None
+    strip_uv: np.ndarray | None = None   # (n, 12) float32 microvolts
+
+
+def validate_patient(body: Any) -> tuple[float | None, str | None]:
+    """Check a patient-context body {"age": number|null, "sex": "male"|"female"|null}.
+
+    Raises DisplayInputError naming the field and the accepted values; nothing is changed on error.
+    """
+    if not isinstance(body, dict):
+        raise DisplayInputError("body must be a JSON object like {\"age\": 63, \"sex\": \"female\"}")
+    unknown = sorted(set(body) - {"age", "sex"})
+    if unknown:
+        raise DisplayInputError(f"unknown field(s) {unknown}; accepted fields are 'age' and 'sex'")
+    if "age" not in body and "sex" not in body:
+        raise DisplayInputError("give 'age' and/or 'sex' (null for unknown); to clear use DELETE /api/patient")
+    age = body.get("age")
+    if age is not None:
+        if isinstance(age, bool) or not isinstance(age, (int, float)):
+            raise DisplayInputError(f"'age' must be a number of years or null, got {type(age).__name__}")
+        if not math.isfinite(age) or not (AGE_MIN <= age <= AGE_MAX):
+            raise DisplayInputError(f"'age' must be between {AGE_MIN} and {AGE_MAX} years, got {age}")
+        age = float(age)
+    sex = body.get("sex")
+    if sex is not None:
+        if not isinstance(sex, str):
+            raise DisplayInputError(f"'sex' must be 'male', 'female' or null, got {type(sex).__name__}")
+        s = sex.strip().lower()
+        if s not in SEXES:
+            raise DisplayInputError(f"'sex' must be 'male', 'female' or null, got {sex!r}")
+        sex = s
+    return age, sex
+
+
+class LiveHub:
+    """Thread-safe live state for the bedside display (see module docstring)."""
+
+    def __init__(self, controller: PatientController | None = None, *, display_fs: float = 125.0,
+                 ring_seconds: float = 12.0, history: int = 50, strips_kept: int = 20):
+        self.controller: PatientController = controller if controller is not None else LocalController()
+        self.display_fs_target = float(display_fs)
+        self.ring_seconds = float(ring_seconds)
+        self.history = int(history)
+        self.strips_kept = int(strips_kept)
+        #: Optional: result id -> (fs, (n, 12) uV array) for results whose strip was not pushed.
+        self.strip_lookup: Callable[[str], tuple[float, np.ndarray] | None] | None = None
+        #: Optional: result id -> result dict for results older than the in-memory history.
+        self.result_lookup: Callable[[str], dict[str, Any] | None] | None = None
+
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._version = 0
+        self._events: collections.deque[tuple[int, str, Any]] = collections.deque(maxlen=256)
+        # samples
+        self._in_fs: float | None = None
+        self._factor = 1
+        self._out_fs = self.display_fs_target
+        self._cap = 1
+        self._ring = np.zeros((1, 12), np.float32)
+        self._seq = 0                      # display samples written so far
+        self._next_index: int | None = None
+        self._carry = np.zeros((0, 12), np.float64)
+        self._samples_in = 0
+        self._last_sample_time: float | None = None
+        # state
+        self._lead_off_live: list[str] = []
+        self._quality: dict[str, Any] | None = None
+        self._results: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
+        self._latest_id: str | None = None
+        self._alarms: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
+        self._status: dict[str, Any] = {}
+        self._patient: dict[str, Any] = dict(getattr(self.controller, "patient", None) or {"age": None, "sex": None})
+        self._heart_rate: float | None = None
+        self._started = time.time()
+
+    # ------------------------------------------------------------------ pushes (daemon side)
+    def _bump(self, kind: str, payload: Any) -> None:
+        """Record an event and wake waiting readers. Caller holds the lock."""
+        self._version += 1
+        if kind != "samples":
+            self._events.append((self._version, kind, payload))
+        self._cond.notify_all()
+
+    def _reset_ring(self, fs: float) -> None:
+        self._in_fs = float(fs)
+        self._factor = max(1, int(round(fs / self.display_fs_target)))
+        self._out_fs = fs / self._factor
+        self._cap = max(1, int(math.ceil(self.ring_seconds * self._out_fs)))
+        self._ring = np.full((self._cap, 12), np.nan, np.float32)
+        self._carry = np.zeros((0, 12), np.float64)
+
+    def _write(self, rows: np.ndarray) -> None:
+        n = rows.shape[0]
+        if n == 0:
+            return
+        if n > self._cap:
+            rows = rows[-self._cap:]
+            self._seq += n - self._cap
+            n = self._cap
+        pos = self._seq % self._cap
+        first = min(n, self._cap - pos)
+        self._ring[pos:pos + first] = rows[:first]
+        if first < n:
+            self._ring[:n - first] = rows[first:]
+        self._seq += n
+
+    def push_samples(self, first_index: int, fs: float, leads_uv: np.ndarray,
+                     lead_off: np.ndarray | None = None) -> None:
+        """A block of consecutive samples: (n, 12) microvolts in LEADS order at `fs` Hz.
+
+        `lead_off` ((n, 9) bool, ELECTRODES order) updates the live electrode status immediately,
+        before any quality window completes.
+        """
+        x = np.asarray(leads_uv, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != 12:
+            raise ValueError(f"leads_uv must be (n, 12) in LEADS order, got {x.shape}")
+        if not fs or fs <= 0:
+            raise ValueError(f"fs must be > 0, got {fs}")
+        with self._cond:
+            if self._in_fs != float(fs):
+                self._reset_ring(fs)
+                self._next_index = None
+            if self._next_index is not None and first_index != self._next_index:
+                # A gap (or restart): drop the partial group and break the trace.
+                self._carry = np.zeros((0, 12), np.float64)
+                self._write(np.full((1, 12), np.nan, np.float32))
+            self._next_index = int(first_index) + x.shape[0]
+            buf = np.concatenate([self._carry, x]) if self._carry.shape[0] else x
+            k = buf.shape[0] // self._factor
+            if k:
+                dec = buf[:k * self._factor].reshape(k, self._factor, 12).mean(axis=1)
+                self._write(dec.astype(np.float32))
+            self._carry = buf[k * self._factor:].copy()
+            self._samples_in += x.shape[0]
+            self._last_sample_time = time.time()
+            if lead_off is not None:
+                lo = np.asarray(lead_off, dtype=bool)
+                if lo.ndim == 2 and lo.shape[0] and lo.shape[1] == len(ELECTRODES):
+                    off = [e for e, b in zip(ELECTRODES, lo[-1]) if b]
+                    if off != self._lead_off_live:
+                        self._lead_off_live = off
+                        self._bump("electrodes", self._electrodes_locked())
+            self._bump("samples", None)
+
+    def push_block(self, block: Any) -> None:
+        """Convenience for a firmware_bridge.samples.SampleBlock."""
+        self.push_samples(block.first_index, block.fs, block.leads_uv, getattr(block, "lead_off", None))
+
+    def push_quality(self, quality: dict[str, Any]) -> None:
+        """Latest signal-quality verdict: {verdict, reasons, electrodes_off, noisy_leads, leads, heart_rate?}."""
+        q = _jsonable(dict(quality))
+        with self._cond:
+            self._quality = q
+            hr = q.get("heart_rate")
+            if isinstance(hr, (int, float)) and math.isfinite(hr):
+                self._heart_rate = float(hr)
+            self._bump("quality", {"quality": q, "electrodes": self._electrodes_locked(),
+                                   "heart_rate": self._heart_rate})
+
+    def push_heart_rate(self, bpm: float | None) -> None:
+        with self._cond:
+            self._heart_rate = None if bpm is None or not math.isfinite(bpm) else float(bpm)
+            self._bump("heart_rate", self._heart_rate)
+
+    def push_result(self, result: dict[str, Any], strip_uv: np.ndarray | None = None,
+                    strip_fs: float | None = None) -> None:
+        """A triage result (TriageResult.to_dict()), optionally with its raw strip ((n, 12) uV)."""
+        r = _jsonable(dict(result))
+        rid = str(r.get("id") or f"r{int(time.time() * 1000)}")
+        r["id"] = rid
+        strip = None
+        if strip_uv is not None:
+            strip = np.asarray(strip_uv, dtype=np.float32)
+            if strip.ndim != 2 or strip.shape[1] != 12 or not strip_fs:
+                raise ValueError(f"strip_uv must be (n, 12) with strip_fs, got {strip.shape}, fs={strip_fs}")
+        with self._cond:
+            self._results[rid] = _Entry(r, float(strip_fs) if strip is not None else None, strip)
+            self._results.move_to_end(rid)
+            while len(self._results) > self.history:
+                self._results.popitem(last=False)
+            with_strip = [e for e in self._results.values() if e.strip_uv is not None]
+            for e in with_strip[:-self.strips_kept] if len(with_strip) > self.strips_kept else []:
+                e.strip_uv, e.strip_fs = None, None
+            self._latest_id = rid
+            hr = r.get("heart_rate")
+            if isinstance(hr, (int, float)) and math.isfinite(hr):
+                self._heart_rate = float(hr)
+            pat = r.get("patient")
+            if isinstance(pat, dict) and ("age" in pat or "sex" in pat):
+                self._patient = {"age": pat.get("age"), "sex": pat.get("sex")}
+            alarm = r.get("alarm")
+            if isinstance(alarm, dict) and alarm.get("id"):
+                self._add_alarm_locked(alarm, rid)
+            self._bump("result", self.summary(r))
+
+    def _add_alarm_locked(self, alarm: dict[str, Any], result_id: str | None = None) -> dict[str, Any]:
+        a = _jsonable(dict(alarm))
+        aid = str(a["id"])
+        prev = self._alarms.get(aid, {})
+        merged = {**prev, **a}
+        merged.setdefault("acknowledged", False)
+        merged.setdefault("time", time.time())
+        if result_id and not merged.get("result_id"):
+            merged["result_id"] = result_id
+        self._alarms[aid] = merged
+        self._alarms.move_to_end(aid)
+        while len(self._alarms) > self.history:
+            self._alarms.popitem(last=False)
+        self._bump("alarm", merged)
+        return merged
+
+    def push_alarm(self, alarm: dict[str, Any]) -> None:
+        """A new alarm or an update to one (same `id`), e.g. {"acknowledged": True, "by": ...}."""
+        if not isinstance(alarm, dict) or not alarm.get("id"):
+            raise ValueError("alarm must be a dict with an 'id'")
+        with self._cond:
+            self._add_alarm_locked(alarm)
+
+    def set_status(self, status: dict[str, Any]) -> None:
+        with self._cond:
+            self._status = _jsonable(dict(status))
+            self._bump("status", self._status)
+
+    def set_patient_view(self, patient: dict[str, Any]) -> None:
+        """The current patient context when it changed elsewhere (fleet over MQTT, CLI)."""
+        with self._cond:
+            self._patient = {"age": patient.get("age"), "sex": patient.get("sex")}
+            self._bump("patient", dict(self._patient))
+
+    # ------------------------------------------------------------------ writes from the page
+    def set_patient(self, body: Any) -> dict[str, Any]:
+        """Validate then hand the patient context to the controller. Raises DisplayInputError."""
+        age, sex = validate_patient(body)
+        if isinstance(body, dict):
+            # A field left out keeps its current value (so the page can send age alone).
+            with self._lock:
+                cur = dict(self._patient)
+            if "age" not in body:
+                age = cur.get("age")
+            if "sex" not in body:
+                sex = cur.get("sex")
+        try:
+            self.controller.set_patient(age, sex)
+        except (ValueError, TypeError) as exc:
+            raise DisplayInputError(f"patient context refused: {exc}") from exc
+        with self._cond:
+            self._patient = {"age": age, "sex": sex}
+            self._bump("patient", dict(self._patient))
+            return dict(self._patient)
+
+    def clear_patient(self) -> dict[str, Any]:
+        """'New patient': forget age and sex (the controller also starts a new episode if it does so)."""
+        self.controller.clear_patient()
+        with self._cond:
+            self._patient = {"age": None, "sex": None}
+            self._bump("patient", dict(self._patient))
+            return dict(self._patient)
+
+    def acknowledge_alarm(self, alarm_id: str, by: str = "bedside") -> dict[str, Any]:
+        with self._lock:
+            alarm = self._alarms.get(alarm_id)
+            if alarm is None:
+                raise DisplayInputError(f"no alarm with id {alarm_id!r}", 404)
+            if alarm.get("acknowledged"):
+                raise DisplayInputError(f"alarm {alarm_id!r} is already acknowledged", 409)
+        try:
+            self.controller.acknowledge_alarm(alarm_id, by)
+        except KeyError as exc:
+            raise DisplayInputError(f"controller does not know alarm {alarm_id!r}: {exc}", 404) from exc
+        except (ValueError, TypeError) as exc:
+            raise DisplayInputError(f"acknowledgement refused: {exc}", 409) from exc
+        with self._cond:
+            return dict(self._add_alarm_locked({"id": alarm_id, "acknowledged": True, "acknowledged_by": by,
+                                                "acknowledged_at": time.time()}))
+
+    # ------------------------------------------------------------------ reads (server side)
+    def _electrodes_locked(self) -> dict[str, str]:
+        """Per-electrode state: 'off' (lead-off comparator or quality gate), else 'ok'."""
+        q_off = set((self._quality or {}).get("electrodes_off") or [])
+        live = set(self._lead_off_live)
+        return {e: ("off" if (e in live or e in q_off) else "ok") for e in ELECTRODES}
+
+    def _leads_locked(self) -> dict[str, str]:
+        """Per-lead state from the quality gate: 'off' / 'noisy' / 'ok'."""
+        q = self._quality or {}
+        noisy = set(q.get("noisy_leads") or [])
+        off_leads = set(q.get("off_leads") or [])
+        per = q.get("leads") if isinstance(q.get("leads"), dict) else {}
+        out = {}
+        for lead in LEADS:
+            v = per.get(lead)
+            flag = v.get("flag") or v.get("state") if isinstance(v, dict) else v
+            if lead in off_leads or flag == "off":
+                out[lead] = "off"
+            elif lead in noisy or flag in ("noisy", "noise", "bad"):
+                out[lead] = "noisy"
+            else:
+                out[lead] = "ok"
+        return out
+
+    @staticmethod
+    def summary(r: dict[str, Any]) -> dict[str, Any]:
+        """The fields a results list needs (no CAM arrays)."""
+        keys = ("id", "time", "triage", "priority", "level", "label", "probabilities", "heart_rate",
+                "patient", "quality", "model", "model_version", "alarm")
+        s = {k: r[k] for k in keys if k in r}
+        expl = r.get("explanation")
+        if isinstance(expl, dict):
+            s["explanation"] = {k: expl[k] for k in ("class", "leads", "seconds") if k in expl}
+        return s
+
+    @property
+    def version(self) -> int:
+        with self._lock:
+            return self._version
+
+    @property
+    def seq(self) -> int:
+        with self._lock:
+            return self._seq
+
+    @property
+    def patient(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._patient)
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            latest = self._results[self._latest_id].result if self._latest_id in self._results else None
+            return {
+                "notice": "Triage aid, not a diagnosis",
+                "server_time": time.time(),
+                "uptime_s": round(time.time() - self._started, 1),
+                "daemon": self._status,
+                "signal": {"fs_in": self._in_fs, "display_fs": self._out_fs, "seq": self._seq,
+                           "samples_in": self._samples_in,
+                           "last_sample_age_s": (None if self._last_sample_time is None
+                                                 else round(time.time() - self._last_sample_time, 3))},
+                "heart_rate": self._heart_rate,
+                "quality": self._quality,
+                "electrodes": self._electrodes_locked(),
+                "leads": self._leads_locked(),
+                "patient": dict(self._patient),
+                "alarms": [dict(a) for a in self._alarms.values() if not a.get("acknowledged")],
+                "latest_id": self._latest_id,
+                "latest": self.summary(latest) if latest else None,
+                "version": self._version,
+            }
+
+    def latest(self) -> dict[str, Any] | None:
+        with self._lock:
+            e = self._results.get(self._latest_id) if self._latest_id else None
+            return dict(e.result) if e else None
+
+    def results(self, limit: int = 20) -> list[dict[str, Any]]:
+        with self._lock:
+            items = list(self._results.values())[-limit:] if limit > 0 else []
+            return [self.summary(e.result) for e in reversed(items)]
+
+    def alarms(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(a) for a in reversed(self._alarms.values())]
+
+    def result(self, result_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            e = self._results.get(result_id)
+            if e is not None:
+                return dict(e.result)
+        if self.result_lookup is not None:
+            try:
+                r = self.result_lookup(result_id)
+            except Exception:  # a broken store must not take the page down
+                log.exception("result_lookup(%r) failed", result_id)
+                return None
+            return _jsonable(dict(r)) if r else None
+        return None
+
+    def strip(self, result_id: str) -> tuple[float, np.ndarray] | None:
+        """(fs, (n, 12) uV) raw strip of a result, from memory or the strip_lookup."""
+        with self._lock:
+            e = self._results.get(result_id)
+            if e is not None and e.strip_uv is not None:
+                return e.strip_fs, e.strip_uv
+        if self.strip_lookup is not None:
+            try:
+                got = self.strip_lookup(result_id)
+            except Exception:
+                log.exception("strip_lookup(%r) failed", result_id)
+                return None
+            if got is not None:
+                fs, arr = got
+                return float(fs), np.asarray(arr, dtype=np.float32)
+        return None
+
+    def live_strip(self, since: int | None = None, max_seconds: float | None = None) -> dict[str, Any]:
+        """Display samples after sequence number `since` (all buffered when None or out of range).
+
+        Returns {"fs", "start", "end", "leads": LEADS, "data": [[µV int or None] * 12, ...], "reset"}.
+        """
+        with self._lock:
+            end = self._seq
+            oldest = max(0, end - self._cap)
+            if max_seconds is not None:
+                oldest = max(oldest, end - int(max_seconds * self._out_fs))
+            reset = since is None or since > end or since < oldest
+            start = oldest if reset else since
+            n = end - start
+            if n > 0:
+                idx = np.arange(start, end) % self._cap
+                rows = self._ring[idx].copy()
+            else:
+                rows = np.zeros((0, 12), np.float32)
+            fs = self._out_fs
+        return {"fs": fs, "start": start, "end": end, "leads": list(LEADS), "reset": bool(reset and since is not None),
+                "data": _rows_to_json(rows)}
+
+    def events_since(self, version: int) -> tuple[int, list[tuple[int, str, Any]], bool]:
+        """Non-sample events after `version`; `lost` is True when some were dropped from the log."""
+        with self._lock:
+            evs = [e for e in self._events if e[0] > version]
+            lost = bool(self._events) and self._events[0][0] > version + 1 and version > 0 and \
+                (not evs or evs[0][0] > version + 1)
+            return self._version, evs, lost
+
+    def wait(self, version: int, timeout: float) -> int:
+        """Block until the hub's version exceeds `version` or `timeout` s pass; returns the version."""
+        with self._cond:
+            if self._version <= version:
+                self._cond.wait(timeout)
+            return self._version
+
+
+def _rows_to_json(rows: np.ndarray) -> list[list[int | None]]:
+    if rows.size == 0:
+        return []
+    r = np.rint(rows)
+    bad = ~np.isfinite(r)
+    if not bad.any():
+        return r.astype(np.int32).tolist()
+    r = np.where(bad, 0, r).astype(np.int32).tolist()
+    for i, j in zip(*np.nonzero(bad)):
+        r[i][j] = None
+    return r
+
+
+def _jsonable(x: Any) -> Any:
+    """Numpy scalars/arrays and tuples -> plain JSON types; NaN/inf -> None."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.bool_,)):
+        return bool(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        f = float(x)
+        return f if math.isfinite(f) else None
+    if hasattr(x, "to_dict") and callable(x.to_dict):
+        return _jsonable(x.to_dict())
+    return x

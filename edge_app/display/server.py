@@ -1,0 +1,407 @@
+"""DisplayServer: stdlib HTTP server for the bedside page and its JSON API.
+
+Why stdlib (http.server.ThreadingHTTPServer) and no web framework: the device image stays small,
+nothing extra to audit, and the load is one kiosk browser plus the odd integration client. Every
+asset is read from the package's `static/` directory; the page works with no network at all.
+
+Writes (patient context, alarm acknowledgement) must be `Content-Type: application/json`, at most
+`MAX_BODY` bytes, and valid against the hub's checks; anything else is a 4xx JSON error and changes
+nothing. Requiring JSON also means a plain cross-site form cannot post to the device.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+
+from edge_app.display.hub import DisplayInputError, LiveHub, _rows_to_json
+from firmware_bridge.samples import LEADS
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).with_name("static")
+MAX_BODY = 4096
+MAX_SSE_CLIENTS = 8
+SSE_MIN_INTERVAL_S = 0.1     # at most ~10 sample pushes per second per client: bounds daemon CPU
+SSE_KEEPALIVE_S = 10.0
+DETAIL_MAX_FS = 250.0        # result-detail strips are decimated to at most this rate for the page
+_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_CTYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+           ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png",
+           ".ico": "image/x-icon", ".json": "application/json"}
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def strip_payload(fs: float, strip_uv: np.ndarray, max_fs: float = DETAIL_MAX_FS) -> dict[str, Any]:
+    """A raw strip for JSON: boxcar-decimated to <= max_fs, microvolts as ints, LEADS order rows."""
+    x = np.asarray(strip_uv, dtype=np.float64)
+    factor = max(1, int(math.ceil(fs / max_fs)))
+    k = x.shape[0] // factor
+    if factor > 1 and k:
+        x = x[:k * factor].reshape(k, factor, x.shape[1]).mean(axis=1)
+    return {"fs": fs / factor, "fs_raw": fs, "n_raw": int(strip_uv.shape[0]), "leads": list(LEADS),
+            "units": "uV", "data": _rows_to_json(x.astype(np.float32))}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "ecg-edge-display/1"
+    protocol_version = "HTTP/1.1"
+    hub: LiveHub            # set on the subclass made per server
+    owner: "DisplayServer"
+
+    # ---------------------------------------------------------------- plumbing
+    def log_message(self, fmt: str, *args: Any) -> None:  # route to logging, not stderr
+        log.debug("%s " + fmt, self.address_string(), *args)
+
+    def _send(self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, obj: Any) -> None:
+        self._send(status, json.dumps(obj, allow_nan=False).encode(), "application/json")
+
+    def _error(self, status: int, message: str) -> None:
+        self._json(status, {"error": message, "status": status})
+
+    def _dispatch(self, method: str) -> None:
+        try:
+            url = urlsplit(self.path)
+            self._route(method, url.path, parse_qs(url.query, keep_blank_values=True))
+        except _HttpError as e:
+            self._error(e.status, e.message)
+        except DisplayInputError as e:
+            self._error(e.status, str(e))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        except Exception as e:  # never leak a traceback to the page; log it
+            log.exception("display: %s %s failed", method, self.path)
+            try:
+                self._error(500, f"internal error: {type(e).__name__}")
+            except OSError:
+                pass
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_HEAD(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def _read_json(self) -> Any:
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise _HttpError(415, f"Content-Type must be application/json, got {ctype or 'none'}")
+        if self.headers.get("Transfer-Encoding"):
+            raise _HttpError(411, "chunked bodies are not accepted; send Content-Length")
+        length = self.headers.get("Content-Length")
+        if length is None:
+            raise _HttpError(411, "Content-Length is required")
+        try:
+            n = int(length)
+        except ValueError:
+            raise _HttpError(400, f"bad Content-Length {length!r}") from None
+        if n < 0:
+            raise _HttpError(400, f"bad Content-Length {length!r}")
+        if n > MAX_BODY:
+            self.close_connection = True      # do not read (or trust) the rest of an oversized body
+            raise _HttpError(413, f"body is {n} bytes; the limit is {MAX_BODY}")
+        raw = self.rfile.read(n) if n else b""
+        if not raw.strip():
+            return {}
+        try:
+            return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as e:
+            raise _HttpError(400, f"body is not valid JSON: {e}") from None
+
+    def _drain_body(self) -> None:
+        """Read and discard a small body of a request we refuse for another reason (keeps the
+        connection usable); a large one closes the connection."""
+        try:
+            n = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            n = 0
+        if 0 < n <= MAX_BODY:
+            self.rfile.read(n)
+        elif n > MAX_BODY:
+            self.close_connection = True
+
+    # ---------------------------------------------------------------- routes
+    def _route(self, method: str, path: str, q: dict[str, list[str]]) -> None:
+        hub = self.hub
+        if method not in ("GET", "POST", "DELETE"):
+            self._drain_body()
+            raise _HttpError(405, f"method {method} not allowed")
+        if path in ("/", "/index.html"):
+            self._only(method, "GET")
+            return self._static("index.html")
+        if path.startswith("/static/"):
+            self._only(method, "GET")
+            return self._static(path[len("/static/"):])
+        if path == "/api/status":
+            self._only(method, "GET")
+            return self._json(200, hub.status())
+        if path == "/api/latest":
+            self._only(method, "GET")
+            r = hub.latest()
+            if r is None:
+                raise _HttpError(404, "no result yet")
+            return self._json(200, r)
+        if path == "/api/results":
+            self._only(method, "GET")
+            limit = _int_param(q, "limit", 20, 1, 200)
+            return self._json(200, {"results": hub.results(limit)})
+        if path == "/api/alarms":
+            self._only(method, "GET")
+            return self._json(200, {"alarms": hub.alarms()})
+        m = re.fullmatch(r"/api/results/([^/]+?)(\.png)?", path)
+        if m:
+            self._only(method, "GET")
+            return self._result(_check_id(m.group(1)), png=bool(m.group(2)), q=q)
+        if path == "/api/strip":
+            self._only(method, "GET")
+            since = _int_param(q, "since", None, 0, 2 ** 62)
+            seconds = _float_param(q, "seconds", None, 0.1, 60.0)
+            return self._json(200, hub.live_strip(since, seconds))
+        if path == "/api/live":
+            self._only(method, "GET")
+            return self._sse(q)
+        if path == "/api/patient":
+            if method == "GET":
+                return self._json(200, {"patient": hub.patient})
+            if method == "POST":
+                body = self._read_json()
+                return self._json(200, {"patient": hub.set_patient(body)})
+            if method == "DELETE":
+                self._drain_body()
+                return self._json(200, {"patient": hub.clear_patient()})
+        m = re.fullmatch(r"/api/alarms/([^/]+)/ack", path)
+        if m:
+            if method != "POST":
+                self._drain_body()
+                raise _HttpError(405, f"use POST to acknowledge an alarm, not {method}")
+            aid = _check_id(m.group(1))
+            body = self._read_json()
+            if not isinstance(body, dict):
+                raise _HttpError(400, "body must be a JSON object, e.g. {\"by\": \"crew\"}")
+            extra = sorted(set(body) - {"by"})
+            if extra:
+                raise _HttpError(400, f"unknown field(s) {extra}; the only field is 'by'")
+            by = body.get("by", "bedside")
+            if not isinstance(by, str) or not (1 <= len(by.strip()) <= 64):
+                raise _HttpError(400, "'by' must be a non-empty string of at most 64 characters")
+            return self._json(200, {"alarm": hub.acknowledge_alarm(aid, by.strip())})
+        if path.startswith("/api/"):
+            self._drain_body()
+            raise _HttpError(404, f"no such endpoint {path}")
+        self._drain_body()
+        raise _HttpError(404, f"not found: {path}")
+
+    def _only(self, method: str, allowed: str) -> None:
+        if method != allowed:
+            self._drain_body()
+            raise _HttpError(405, f"method {method} not allowed here; use {allowed}")
+
+    def _static(self, name: str) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_\-]+\.[a-z]{2,4}", name):
+            raise _HttpError(404, f"no such asset {name!r}")
+        f = STATIC_DIR / name
+        if not f.is_file():
+            raise _HttpError(404, f"no such asset {name!r}")
+        self._send(200, f.read_bytes(), _CTYPES.get(f.suffix, "application/octet-stream"))
+
+    def _result(self, rid: str, png: bool, q: dict[str, list[str]]) -> None:
+        r = self.hub.result(rid)
+        if r is None:
+            raise _HttpError(404, f"no result with id {rid!r}")
+        strip = self.hub.strip(rid)
+        if png:
+            if strip is None:
+                raise _HttpError(404, f"result {rid!r} has no stored strip to render")
+            width = _int_param(q, "width", 1600, 400, 4000)
+            from edge_app.display.render_png import render_result_png
+            body = render_result_png(r, strip[0], strip[1], width=width)
+            return self._send(200, body, "image/png")
+        out = dict(r)
+        out["strip"] = strip_payload(*strip) if strip is not None else None
+        return self._json(200, out)
+
+    def _sse(self, q: dict[str, list[str]]) -> None:
+        """Server-Sent Events: 'hello' (status + buffered strip), then 'samples', 'result', 'quality',
+        'alarm', 'patient', 'status', 'electrodes', 'heart_rate' as they happen."""
+        owner = self.owner
+        if not owner._sse_enter():
+            raise _HttpError(503, f"too many live clients (limit {MAX_SSE_CLIENTS})")
+        try:
+            self.close_connection = True
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            hub = self.hub
+            version = hub.version
+            strip = hub.live_strip(None)
+            seq = strip["end"]
+            self._event("hello", {"status": hub.status(), "strip": strip})
+            last_write = time.monotonic()
+            while not owner._stopping.is_set():
+                new_version = hub.wait(version, 1.0)
+                now = time.monotonic()
+                if new_version == version:
+                    if now - last_write > SSE_KEEPALIVE_S:
+                        self.wfile.write(b": keepalive\n\n")
+                        self.wfile.flush()
+                        last_write = now
+                    continue
+                _, evs, lost = hub.events_since(version)
+                if lost:
+                    self._event("resync", hub.status())
+                for _, kind, payload in evs:
+                    self._event(kind, payload)
+                s = hub.live_strip(seq)
+                if s["data"] or s["reset"]:
+                    self._event("samples", s)
+                    seq = s["end"]
+                version = new_version
+                last_write = time.monotonic()
+                # Batch samples: waiting here keeps per-client cost ~10 writes/s however fast blocks arrive.
+                owner._stopping.wait(SSE_MIN_INTERVAL_S)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            pass
+        finally:
+            owner._sse_exit()
+
+    def _event(self, kind: str, payload: Any) -> None:
+        data = json.dumps(payload, allow_nan=False, separators=(",", ":"))
+        self.wfile.write(f"event: {kind}\ndata: {data}\n\n".encode())
+        self.wfile.flush()
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _check_id(rid: str) -> str:
+    if not _ID_RE.fullmatch(rid):
+        raise _HttpError(400, "ids are 1-128 characters of letters, digits and . _ : -")
+    return rid
+
+
+def _int_param(q: dict[str, list[str]], name: str, default: int | None, lo: int, hi: int) -> int | None:
+    vals = q.get(name)
+    if not vals:
+        return default
+    try:
+        v = int(vals[-1])
+    except ValueError:
+        raise _HttpError(400, f"query parameter '{name}' must be an integer, got {vals[-1]!r}") from None
+    if not lo <= v <= hi:
+        raise _HttpError(400, f"query parameter '{name}' must be between {lo} and {hi}, got {v}")
+    return v
+
+
+def _float_param(q: dict[str, list[str]], name: str, default: float | None, lo: float, hi: float) -> float | None:
+    vals = q.get(name)
+    if not vals:
+        return default
+    try:
+        v = float(vals[-1])
+    except ValueError:
+        raise _HttpError(400, f"query parameter '{name}' must be a number, got {vals[-1]!r}") from None
+    if not (math.isfinite(v) and lo <= v <= hi):
+        raise _HttpError(400, f"query parameter '{name}' must be between {lo} and {hi}, got {v}")
+    return v
+
+
+class DisplayServer:
+    """The bedside page + JSON API over a LiveHub. Bound to localhost unless told otherwise."""
+
+    def __init__(self, hub: LiveHub, host: str = "127.0.0.1", port: int = 8080):
+        self.hub = hub
+        self.host, self.port = host, int(port)
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._sse_lock = threading.Lock()
+        self._sse_clients = 0
+
+    def _sse_enter(self) -> bool:
+        with self._sse_lock:
+            if self._sse_clients >= MAX_SSE_CLIENTS:
+                return False
+            self._sse_clients += 1
+            return True
+
+    def _sse_exit(self) -> None:
+        with self._sse_lock:
+            self._sse_clients -= 1
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host if ':' not in self.host else '[' + self.host + ']'}:{self.port}/"
+
+    def start(self) -> "DisplayServer":
+        """Bind and serve in a background thread. port=0 picks a free port (see .port after)."""
+        handler = type("DisplayHandler", (_Handler,), {"hub": self.hub, "owner": self})
+        httpd = ThreadingHTTPServer((self.host, self.port), handler)
+        httpd.daemon_threads = True
+        self._httpd = httpd
+        self.port = httpd.server_address[1]
+        self._stopping.clear()
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.5},
+                                        name="display-http", daemon=True)
+        self._thread.start()
+        log.info("bedside display on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self.hub._cond:
+            self.hub._cond.notify_all()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> "DisplayServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
