@@ -1,0 +1,101 @@
+"""R-peak detection against cardiologists' beat annotations (MIT-BIH), at several rates."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import wfdb
+from scipy.signal import resample_poly
+
+from edge_app.signal_chain.beat_eval import BEAT_SYMBOLS, match_beats, score_record
+from edge_app.signal_chain.beats import BeatError, ecg_measure, ecg_peaks, ecg_rate
+
+ROOT = Path(__file__).resolve().parents[1]
+FIX = ROOT / "tests" / "fixtures" / "mitdb"
+MITDB_DEV = ROOT.parent / "shared" / "data" / "mitdb_dev"
+if not MITDB_DEV.exists():
+    MITDB_DEV = Path("/work/shared/data/mitdb_dev")
+
+
+def _score(path: Path, fs_out: float | None = None, channel: int = 0):
+    rec = wfdb.rdrecord(str(path), channels=[channel])
+    ann = wfdb.rdann(str(path), "atr")
+    x = rec.p_signal[:, 0] * 1000.0
+    fs = float(rec.fs)
+    ref = ann.sample
+    if fs_out is not None and fs_out != fs:
+        x = resample_poly(x, int(fs_out), int(fs))
+        ref = np.round(ref * fs_out / fs).astype(np.int64)
+        fs = float(fs_out)
+    det = ecg_peaks(x, fs)
+    return score_record(path.name, ref, ann.symbol, det, fs, x.shape[0])
+
+
+@pytest.mark.parametrize("name", ["119_excerpt", "208_excerpt"])
+@pytest.mark.parametrize("fs_out", [None, 100, 250, 500, 1000])
+def test_fixture_excerpt_detects_annotated_beats(name, fs_out):
+    s = _score(FIX / name, fs_out)
+    assert s.n_ref > 60
+    assert s.sensitivity >= 0.98, s
+    assert s.ppv >= 0.98, s
+
+
+def test_match_beats_counts():
+    fs = 100.0
+    ref = np.array([100, 200, 300, 400])
+    det = np.array([105, 190, 290, 310, 600])     # 310 is a duplicate near 300; 600 spurious
+    tp, fn, fp = match_beats(ref, det, fs)
+    assert (tp, fn, fp) == (3, 1, 2)
+
+
+def test_beat_symbols_standard():
+    assert {"N", "V", "A", "L", "R", "/", "f", "Q"} <= BEAT_SYMBOLS
+    assert "+" not in BEAT_SYMBOLS and "~" not in BEAT_SYMBOLS and "|" not in BEAT_SYMBOLS
+
+
+def test_measure_rate_and_irregularity_on_synthetic_rhythms():
+    fs = 500.0
+    t = np.arange(int(20 * fs)) / fs
+    x = np.zeros_like(t)
+    beats = np.arange(0.5, 19.5, 0.8)                # 75 bpm, perfectly regular
+    for b in beats:
+        x += 1200 * np.exp(-0.5 * ((t - b) / 0.012) ** 2)
+    m = ecg_measure(x, fs)
+    assert abs(m.heart_rate_bpm - 75.0) < 1.0
+    assert m.n_beats == beats.size
+    assert m.rr_cv < 0.02 and m.irregular is False
+    assert m.qrs_ms is not None and 20 < m.qrs_ms < 150
+    rng = np.random.default_rng(1)
+    irr = np.cumsum(rng.uniform(0.45, 1.1, 30)) + 0.5
+    irr = irr[irr < 19.5]
+    y = np.zeros_like(t)
+    for b in irr:
+        y += 1200 * np.exp(-0.5 * ((t - b) / 0.012) ** 2)
+    m2 = ecg_measure(y, fs)
+    assert m2.irregular is True and m2.rmssd_ms > 100
+
+
+def test_rate_helper_and_errors():
+    assert ecg_rate(np.array([0, 100, 200]), 100.0) == pytest.approx(60.0)
+    assert ecg_rate(np.array([5]), 100.0) is None
+    with pytest.raises(BeatError):
+        ecg_peaks(np.zeros(100), 500.0)               # too short
+    with pytest.raises(BeatError):
+        ecg_peaks(np.full(5000, np.nan), 500.0)
+    with pytest.raises(BeatError):
+        ecg_peaks(np.zeros((10, 10, 3)), 500.0)
+    assert ecg_peaks(np.zeros(5000), 500.0).size == 0   # flat line: no beats, no crash
+
+
+@pytest.mark.skipif(not (MITDB_DEV / "100.hea").exists(),
+                    reason="bulk MIT-BIH records not present at ../shared/data/mitdb_dev")
+def test_mitdb_dev_sensitivity_and_ppv_over_six_records():
+    tp = fn = fp = 0
+    for r in ["100", "105", "108", "119", "203", "208"]:
+        s = _score(MITDB_DEV / r)
+        tp, fn, fp = tp + s.tp, fn + s.fn, fp + s.fp
+    se = tp / (tp + fn)
+    ppv = tp / (tp + fp)
+    assert se >= 0.990, (se, ppv)
+    assert ppv >= 0.990, (se, ppv)
