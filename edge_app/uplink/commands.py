@@ -114,7 +114,10 @@ def _expect_keys(req: Request, required: set[str], optional: set[str] = frozense
 
 
 def _b64(req: Request, key: str) -> bytes:
-    value = req.args[key]
+    return _b64_value(req, key, req.args[key])
+
+
+def _b64_value(req: Request, key: str, value: Any) -> bytes:
     if not isinstance(value, str):
         raise CommandError("bad_request", f"{req.name}: '{key}' must be a base64 string")
     try:
@@ -148,9 +151,14 @@ def _validate_args(req: Request) -> None:
         if not isinstance(a["alarm_id"], str) or not 0 < len(a["alarm_id"]) <= 128:
             raise CommandError("bad_request", "alarm/ack: 'alarm_id' must be a non-empty string")
     elif req.name == "model/install":
-        _expect_keys(req, {"model_b64", "manifest_b64", "signature_b64"})
+        _expect_keys(req, {"model_b64", "manifest_b64", "signature_b64"}, {"files_b64"})
         for key in ("model_b64", "manifest_b64", "signature_b64"):
             _b64(req, key)
+        files = a.get("files_b64", {})
+        if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+            raise CommandError("bad_request", "model/install: 'files_b64' must map file names to base64 strings")
+        for name in files:
+            _b64_value(req, f"files_b64.{name}", files[name])
 
 
 class CommandProcessor:
@@ -240,7 +248,9 @@ class CommandProcessor:
                                                   "Ed25519 public key that signs this fleet's models")
             with open(self.public_key_path, "rb") as fh:
                 pem = fh.read()
-            report = store.install(_b64(req, "model_b64"), _b64(req, "manifest_b64"), _b64(req, "signature_b64"), pem)
+            files = {name: _b64_value(req, f"files_b64.{name}", v) for name, v in a.get("files_b64", {}).items()}
+            report = store.install(_b64(req, "model_b64"), _b64(req, "manifest_b64"), _b64(req, "signature_b64"), pem,
+                                   files=files)
             if not report.get("ok"):
                 raise CommandError("model_rejected", report.get("reason", "model rejected"), {"report": report})
             if self.on_model_changed:

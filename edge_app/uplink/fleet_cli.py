@@ -1,0 +1,391 @@
+"""ecg-fleet: administer a fleet of ECG triage devices over the same MQTT broker.
+
+Why a separate admin client: devices may only publish under their own subtree (see deploy/mosquitto/acl);
+admins subscribe to everything and publish commands. Everything here speaks the topic tree of
+edge_app/uplink/topics.py and the payloads of docs/mqtt.md. Output is for humans; --json for machines.
+
+    ecg-fleet [--host H --port P --tls --ca-file F --cert-file F --key-file F -u USER -P PASS] [--json] COMMAND
+      devices [--wait S]                 availability + health from retained topics
+      watch [--device ID] [--seconds S]  live triage results and alarms
+      cmd DEVICE NAME [--json-args '{..}'] [--timeout S]
+      keygen --private-key F --public-key F
+      sign --private-key F --manifest M [--model-dir D] [--out SIG]
+      rollout --private-key F --manifest M DEVICE [DEVICE ...] [--timeout S]
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import queue
+import ssl
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from .topics import COMMANDS, fleet_filter, split_device_topic, Topics
+
+DISCLAIMER = "Triage aid, not a diagnosis."
+
+
+class FleetError(RuntimeError):
+    pass
+
+
+class FleetClient:
+    """A connected admin session. Use as a context manager."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 1883, prefix: str = "ecg", *, tls: bool = False,
+                 ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None,
+                 username: str | None = None, password: str | None = None, client_id: str | None = None,
+                 admin: str | None = None, connect_timeout: float = 10.0):
+        self.prefix = prefix
+        self.admin = admin or os.environ.get("USER", "admin")
+        self.client_id = client_id or f"ecg-fleet-{uuid.uuid4().hex[:10]}"
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
+        if username:
+            self._client.username_pw_set(username, password)
+        if tls:
+            self._client.tls_set(ca_certs=ca_file, certfile=cert_file, keyfile=key_file, cert_reqs=ssl.CERT_REQUIRED,
+                                 tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        self._connected = threading.Event()
+        self._connect_error: str | None = None
+        self._lock = threading.Lock()
+        self._handlers: list[tuple[str, Callable[[mqtt.MQTTMessage], None]]] = []
+        self._pending: dict[str, queue.Queue] = {}
+        self._reply_subs: set[str] = set()
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+        self._client.connect_async(host, port, keepalive=30)
+        self._client.loop_start()
+        if not self._connected.wait(connect_timeout):
+            self._client.loop_stop()
+            raise FleetError(f"cannot connect to broker {host}:{port}: {self._connect_error or 'timeout'}")
+        if self._connect_error:
+            self._client.loop_stop()
+            raise FleetError(f"broker {host}:{port} refused the connection: {self._connect_error}")
+
+    def __enter__(self) -> "FleetClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._connect_error = str(reason_code)
+        self._connected.set()
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            handlers = list(self._handlers)
+        for flt, fn in handlers:
+            if mqtt.topic_matches_sub(flt, msg.topic):
+                fn(msg)
+
+    def subscribe(self, topic_filter: str, handler: Callable[[mqtt.MQTTMessage], None], qos: int = 1) -> None:
+        done = threading.Event()
+        with self._lock:
+            self._handlers.append((topic_filter, handler))
+        self._client.on_subscribe = lambda *a: done.set()
+        self._client.subscribe(topic_filter, qos=qos)
+        done.wait(5)
+
+    # ---- devices -------------------------------------------------------------------------------------
+    def devices(self, wait_s: float = 1.0) -> dict[str, dict[str, Any]]:
+        """Collect retained availability/birth/telemetry/config for every device under the prefix."""
+        found: dict[str, dict[str, Any]] = {}
+        lock = threading.Lock()
+
+        def grab(msg: mqtt.MQTTMessage) -> None:
+            parts = split_device_topic(self.prefix, msg.topic)
+            if parts is None:
+                return
+            device, leaf = parts
+            with lock:
+                entry = found.setdefault(device, {"device_id": device})
+                if leaf == "availability":
+                    entry["availability"] = msg.payload.decode("utf-8", "replace")
+                else:
+                    try:
+                        entry[leaf.replace("/", "_")] = json.loads(msg.payload)
+                    except ValueError:
+                        entry[leaf.replace("/", "_")] = {"unparseable": msg.payload[:200].decode("utf-8", "replace")}
+
+        for leaf in ("availability", "birth", "telemetry", "config/reported"):
+            self.subscribe(fleet_filter(self.prefix, leaf), grab)
+        time.sleep(wait_s)
+        with lock:
+            return {k: dict(v) for k, v in sorted(found.items())}
+
+    # ---- commands ------------------------------------------------------------------------------------
+    def command(self, device: str, name: str, args: dict[str, Any] | None = None, timeout: float = 10.0,
+                payload: bytes | None = None) -> dict[str, Any]:
+        """Send one command and wait for its reply (matched by correlation id). Raises FleetError on timeout.
+
+        `payload` sends raw bytes instead of a well-formed request (for testing a device's error handling)."""
+        topics = Topics(self.prefix, device)
+        reply_topic = topics.reply(name)
+        if reply_topic not in self._reply_subs:
+            self.subscribe(reply_topic, self._route_reply)
+            self._reply_subs.add(reply_topic)
+        corr = uuid.uuid4().hex
+        q: queue.Queue = queue.Queue()
+        with self._lock:
+            self._pending[corr] = q
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = reply_topic
+        props.CorrelationData = corr.encode()
+        if payload is None:
+            payload = json.dumps({"schema": "ecg.cmd/1", "correlation_id": corr, "by": self.admin,
+                                  "args": args or {}}).encode()
+        try:
+            self._client.publish(topics.cmd(name), payload, qos=1, properties=props)
+            try:
+                return q.get(timeout=timeout)
+            except queue.Empty:
+                raise FleetError(f"no reply from {device} to {name} within {timeout}s (device offline?)") from None
+        finally:
+            with self._lock:
+                self._pending.pop(corr, None)
+
+    def _route_reply(self, msg: mqtt.MQTTMessage) -> None:
+        props = getattr(msg, "properties", None)
+        corr = getattr(props, "CorrelationData", None) if props is not None else None
+        try:
+            doc = json.loads(msg.payload)
+        except ValueError:
+            return
+        key = corr.decode("utf-8", "replace") if corr else doc.get("correlation_id")
+        with self._lock:
+            q = self._pending.get(key) if key else None
+        if q is not None:
+            q.put(doc)
+
+
+# ---- signing -------------------------------------------------------------------------------------------
+def keygen(private_path: str, public_path: str) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    key = Ed25519PrivateKey.generate()
+    priv = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+    pub = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(priv)
+    Path(public_path).write_bytes(pub)
+
+
+def load_bundle(manifest_path: str, model_dir: str | None = None) -> tuple[bytes, bytes, dict[str, bytes]]:
+    """(model bytes, manifest bytes, other files) of a model bundle described by manifest.json."""
+    from edge_app.model_store import bundle_files
+    manifest_bytes = Path(manifest_path).read_bytes()
+    manifest = json.loads(manifest_bytes)
+    base = Path(model_dir) if model_dir else Path(manifest_path).parent
+    names = bundle_files(manifest)
+    model_name = str(manifest["model_file"])
+    model = (base / model_name).read_bytes()
+    files = {n: (base / n).read_bytes() for n in names if n != model_name}
+    return model, manifest_bytes, files
+
+
+def sign_bundle(private_key_path: str, model: bytes, manifest: bytes, files: dict[str, bytes]) -> bytes:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from edge_app.model_store import signed_digest
+    key = load_pem_private_key(Path(private_key_path).read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise FleetError(f"{private_key_path} is not an Ed25519 private key (make one with `ecg-fleet keygen`)")
+    return key.sign(signed_digest(model, manifest, files))
+
+
+def install_args(model: bytes, manifest: bytes, files: dict[str, bytes], signature: bytes) -> dict[str, Any]:
+    b = lambda data: base64.b64encode(data).decode("ascii")  # noqa: E731
+    args: dict[str, Any] = {"model_b64": b(model), "manifest_b64": b(manifest), "signature_b64": b(signature)}
+    if files:
+        args["files_b64"] = {n: b(d) for n, d in files.items()}
+    return args
+
+
+# ---- CLI -------------------------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ecg-fleet", description="Administer ECG triage devices over MQTT. "
+                                + DISCLAIMER)
+    p.add_argument("--host", default=os.environ.get("ECG_FLEET_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("ECG_FLEET_PORT", "1883")))
+    p.add_argument("--prefix", default="ecg")
+    p.add_argument("--tls", action="store_true", help="connect with TLS (give --ca-file)")
+    p.add_argument("--ca-file")
+    p.add_argument("--cert-file")
+    p.add_argument("--key-file")
+    p.add_argument("-u", "--username")
+    p.add_argument("-P", "--password", default=os.environ.get("ECG_FLEET_PASSWORD"))
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("devices", help="list devices with availability and health")
+    d.add_argument("--wait", type=float, default=1.0, help="seconds to collect retained state")
+    w = sub.add_parser("watch", help="print triage results and alarms as they arrive")
+    w.add_argument("--device", default="+")
+    w.add_argument("--seconds", type=float, default=0, help="stop after this long (0 = until Ctrl-C)")
+    c = sub.add_parser("cmd", help="send a command and wait for the reply")
+    c.add_argument("device")
+    c.add_argument("name", help=", ".join(COMMANDS))
+    c.add_argument("--json-args", default="{}", help="arguments as a JSON object")
+    c.add_argument("--timeout", type=float, default=10.0)
+    k = sub.add_parser("keygen", help="make an Ed25519 key pair for signing models")
+    k.add_argument("--private-key", required=True)
+    k.add_argument("--public-key", required=True)
+    s = sub.add_parser("sign", help="sign a model bundle (manifest + files it names)")
+    s.add_argument("--private-key", required=True)
+    s.add_argument("--manifest", required=True)
+    s.add_argument("--model-dir")
+    s.add_argument("--out", help="signature file (default <manifest>.sig)")
+    r = sub.add_parser("rollout", help="sign and install a model on one or many devices")
+    r.add_argument("--private-key", required=True)
+    r.add_argument("--manifest", required=True)
+    r.add_argument("--model-dir")
+    r.add_argument("--timeout", type=float, default=120.0, help="per device (includes its self-test)")
+    r.add_argument("devices", nargs="+", help="device ids, or 'all' for every device currently online")
+    return p
+
+
+def _connect(a: argparse.Namespace) -> FleetClient:
+    return FleetClient(a.host, a.port, a.prefix, tls=a.tls or bool(a.ca_file), ca_file=a.ca_file,
+                       cert_file=a.cert_file, key_file=a.key_file, username=a.username, password=a.password)
+
+
+def _out(a: argparse.Namespace, doc: Any, human: str) -> None:
+    print(json.dumps(doc, indent=1, default=str) if a.json else human, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
+    try:
+        return _run(a)
+    except FleetError as exc:
+        print(f"ecg-fleet: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        print(f"ecg-fleet: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(a: argparse.Namespace) -> int:
+    if a.command == "keygen":
+        keygen(a.private_key, a.public_key)
+        _out(a, {"private_key": a.private_key, "public_key": a.public_key},
+             f"wrote {a.private_key} (keep secret, mode 600) and {a.public_key} (set mqtt.model_public_key to it)")
+        return 0
+    if a.command == "sign":
+        model, manifest, files = load_bundle(a.manifest, a.model_dir)
+        sig = sign_bundle(a.private_key, model, manifest, files)
+        out = a.out or a.manifest + ".sig"
+        Path(out).write_bytes(sig)
+        _out(a, {"signature": out, "files": 2 + len(files)}, f"signed {a.manifest} (+{1 + len(files)} files) -> {out}")
+        return 0
+    with _connect(a) as fleet:
+        if a.command == "devices":
+            return _devices(a, fleet)
+        if a.command == "watch":
+            return _watch(a, fleet)
+        if a.command == "cmd":
+            try:
+                args = json.loads(a.json_args)
+            except ValueError as exc:
+                raise FleetError(f"--json-args is not JSON: {exc}")
+            reply = fleet.command(a.device, a.name, args, timeout=a.timeout)
+            _out(a, reply, json.dumps(reply, indent=1))
+            return 0 if reply.get("ok") else 1
+        if a.command == "rollout":
+            return _rollout(a, fleet)
+    return 2
+
+
+def _devices(a: argparse.Namespace, fleet: FleetClient) -> int:
+    devices = fleet.devices(a.wait)
+    if a.json:
+        _out(a, devices, "")
+        return 0
+    if not devices:
+        print("no devices seen under prefix", a.prefix)
+        return 0
+    print(f"{'DEVICE':20} {'AVAIL':8} {'SOFTWARE':9} {'MODEL':18} {'OUTBOX':>6} {'CPU%':>5} {'TEMP':>5}  FRONT END")
+    for dev, e in devices.items():
+        birth, tel = e.get("birth", {}), e.get("telemetry", {})
+        model = (birth.get("model") or {}).get("version") or "-"
+        print(f"{dev:20} {e.get('availability', '?'):8} {str(birth.get('software_version', '-')):9} "
+              f"{str(model)[:18]:18} {str(tel.get('outbox_depth', '-')):>6} {str(tel.get('cpu_percent', '-')):>5} "
+              f"{str(tel.get('temperature_c', '-')):>5}  {tel.get('frontend_status', birth.get('frontend', '-'))}")
+    return 0
+
+
+def _watch(a: argparse.Namespace, fleet: FleetClient) -> int:
+    def show(msg: mqtt.MQTTMessage) -> None:
+        try:
+            doc = json.loads(msg.payload)
+        except ValueError:
+            return
+        if a.json:
+            print(json.dumps({"topic": msg.topic, "payload": doc}), flush=True)
+            return
+        parts = split_device_topic(a.prefix, msg.topic) or ("?", "?")
+        body = doc.get("result") or doc.get("alarm") or {}
+        hist = " [historical]" if doc.get("historical") else ""
+        summary = body.get("triage") or body.get("label") or body.get("code") or body.get("type") or ""
+        print(f"{doc.get('created_at', '')} {parts[0]:16} {parts[1]:7} {doc.get('priority', ''):7} {summary}{hist}"
+              f"  ({DISCLAIMER})", flush=True)
+
+    for leaf in ("triage", "alarm"):
+        fleet.subscribe(f"{a.prefix}/{a.device}/{leaf}", show)
+    deadline = time.monotonic() + a.seconds if a.seconds > 0 else None
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _rollout(a: argparse.Namespace, fleet: FleetClient) -> int:
+    model, manifest, files = load_bundle(a.manifest, a.model_dir)
+    sig = sign_bundle(a.private_key, model, manifest, files)
+    args = install_args(model, manifest, files, sig)
+    targets = list(a.devices)
+    if targets == ["all"]:
+        targets = [d for d, e in fleet.devices(1.0).items() if e.get("availability") == "online"]
+    results: dict[str, dict[str, Any]] = {}
+    for i, dev in enumerate(targets, 1):
+        if not a.json:
+            print(f"[{i}/{len(targets)}] {dev}: sending {len(model)} byte model ...", flush=True)
+        try:
+            reply = fleet.command(dev, "model/install", args, timeout=a.timeout)
+            ok = bool(reply.get("ok"))
+            results[dev] = {"ok": ok, "reply": reply}
+            why = "" if ok else f" -- {(reply.get('error') or {}).get('message')}"
+        except FleetError as exc:
+            results[dev] = {"ok": False, "error": str(exc)}
+            ok, why = False, f" -- {exc}"
+        if not a.json:
+            print(f"[{i}/{len(targets)}] {dev}: {'TOOK IT' if ok else 'REFUSED'}{why}", flush=True)
+    took = [d for d, r in results.items() if r["ok"]]
+    summary = {"took": took, "refused": [d for d in results if d not in took], "results": results}
+    _out(a, summary, f"summary: {len(took)}/{len(targets)} devices took the model; "
+                     f"refused: {', '.join(summary['refused']) or 'none'}")
+    return 0 if len(took) == len(targets) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
