@@ -1,0 +1,390 @@
+"""Host driver: serial port -> handshake -> blocks of 12-lead samples in microvolts.
+
+Why it is built this way: the daemon above must never stop because of the link. So blocks() never
+raises on what arrives (damaged frames are counted and dropped by the FrameDecoder), it yields None
+regularly when nothing comes (the caller runs its watchdog), it reopens a vanished port with backoff,
+and every discontinuity is made visible in the SampleBlock it yields next: a gap of known size (lost
+frames, sized from the 32-bit sequence counter) or -1 with an event (device reset, reconnect).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Iterator
+
+import numpy as np
+import serial
+
+from . import protocol as P
+from .samples import CHANNELS, ELECTRODES, SampleBlock, derive_leads
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("connecting", "streaming", "no_device", "stalled")
+_BIT_SHIFTS = np.arange(len(ELECTRODES), dtype=np.uint16)
+
+
+class HandshakeError(Exception):
+    """The device did not answer the handshake as the protocol requires (message says what)."""
+
+
+@dataclass
+class DriverStats:
+    """Counters since the driver was created. bad_frames: rejected for reasons other than CRC
+    (COBS structure, length, version, type, over-long)."""
+    frames_ok: int = 0
+    crc_errors: int = 0
+    bad_frames: int = 0
+    bytes_discarded: int = 0
+    frames_lost: int = 0
+    samples_lost: int = 0
+    reconnects: int = 0
+    device_resets: int = 0
+    blocks: int = 0
+    samples: int = 0
+
+
+class FrontEndDriver:
+    """Talks to one front end on port_path (a serial device, a pty, or a symlink to either).
+
+    rate_hz: the rate to ask for (None keeps the device's). The driver is used from one thread
+    (iterate blocks()); close() may be called from any thread and ends the iteration.
+    """
+
+    def __init__(self, port_path: str, baudrate: int = 460800, rate_hz: int | None = 500, *,
+                 handshake_timeout_s: float = 1.0, stall_timeout_s: float = 1.0,
+                 restart_after_s: float = 3.0, backoff_initial_s: float = 0.1,
+                 backoff_max_s: float = 5.0, read_timeout_s: float = 0.05) -> None:
+        self.port_path = str(port_path)
+        self.baudrate = int(baudrate)
+        self.rate_hz = rate_hz
+        self.handshake_timeout_s = handshake_timeout_s
+        self.stall_timeout_s = stall_timeout_s
+        self.restart_after_s = restart_after_s
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.read_timeout_s = read_timeout_s
+        self.last_error: str | None = None
+        self._info: P.DeviceInfo | None = None
+        self._status = "connecting"
+        self._ser: serial.Serial | None = None
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._decoder = P.FrameDecoder()
+        self._counters = DriverStats()
+        self._token = 0
+        self._backlog: list[P.Message] = []
+        self._ever_connected = False
+        self._pending_events: list[str] = []
+        self._expect_seq: int | None = None
+        self._last_ts: int | None = None
+        self._next_index = 0
+        self._last_data = time.monotonic()
+        self._backoff = backoff_initial_s
+        self._next_attempt = 0.0
+        self._perm: np.ndarray | None = None
+        self._lsb_uv = 0.0
+        self._lo_supported = np.ones(len(ELECTRODES), dtype=bool)
+
+    # -- public state ---------------------------------------------------------------------------
+
+    @property
+    def info(self) -> P.DeviceInfo | None:
+        return self._info
+
+    @property
+    def status(self) -> str:
+        return self._status
+
+    @property
+    def stats(self) -> DriverStats:
+        d = self._decoder.stats
+        return replace(self._counters, frames_ok=d.frames_ok, crc_errors=d.crc_errors,
+                       bad_frames=d.frames_rejected - d.crc_errors, bytes_discarded=d.bytes_discarded)
+
+    @property
+    def fs(self) -> int | None:
+        return self._info.rate_hz if self._info else None
+
+    def close(self) -> None:
+        """Stop: ends blocks() and releases the port. Safe from another thread or a signal handler."""
+        self._closed.set()
+        with self._lock:
+            ser = self._ser
+        if ser is not None:
+            try:
+                ser.cancel_read()
+            except Exception:
+                pass
+
+    def __enter__(self) -> "FrontEndDriver":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- connection -------------------------------------------------------------------------------
+
+    def _next_token(self) -> int:
+        self._token = self._token % 255 + 1
+        return self._token
+
+    def _open(self) -> bool:
+        """One attempt to open the port and handshake. On failure: status no_device, backoff grows."""
+        self._status = "connecting"
+        ser = None
+        try:
+            ser = serial.Serial(self.port_path, self.baudrate, timeout=self.read_timeout_s,
+                                write_timeout=1.0, exclusive=True)
+            with self._lock:
+                if self._closed.is_set():
+                    ser.close()
+                    return False
+                self._ser = ser
+            self._handshake(ser)
+        except (serial.SerialException, OSError, HandshakeError, ValueError) as e:
+            msg = f"{self.port_path}: {e}"
+            if msg != self.last_error:
+                log.warning("front end not available: %s", msg)
+            self.last_error = msg
+            self._drop_port()
+            self._status = "no_device"
+            self._next_attempt = time.monotonic() + self._backoff
+            self._backoff = min(self.backoff_max_s, self._backoff * 2)
+            return False
+        self.last_error = None
+        self._backoff = self.backoff_initial_s
+        if self._ever_connected:
+            self._counters.reconnects += 1
+            self._pending_events.append("reconnected")
+            log.info("front end reconnected on %s", self.port_path)
+        self._ever_connected = True
+        self._status = "streaming"
+        self._last_data = time.monotonic()
+        return True
+
+    def _drop_port(self) -> None:
+        with self._lock:
+            ser, self._ser = self._ser, None
+        if ser is not None:
+            try:
+                ser.close()
+            except Exception:
+                pass
+        self._decoder.reset()
+        self._backlog.clear()
+        self._expect_seq = None
+
+    def _send(self, ser: serial.Serial, msg: P.Message) -> None:
+        ser.write(b"\x00" + P.encode(msg))        # leading 0x00 flushes any line noise at the device
+
+    def _request(self, ser: serial.Serial, cmd: P.Message, want: type) -> P.Message:
+        """Send cmd, wait for the answer with its token; keep what arrives after it in the backlog."""
+        token = cmd.token
+        for attempt in range(2):
+            self._send(ser, cmd)
+            deadline = time.monotonic() + self.handshake_timeout_s
+            while time.monotonic() < deadline:
+                if self._closed.is_set():
+                    raise HandshakeError("closed")
+                data = ser.read(max(1, ser.in_waiting))
+                if not data:
+                    continue
+                msgs = self._decoder.feed(data)
+                for i, m in enumerate(msgs):
+                    if isinstance(m, P.ErrorReply) and m.token == token:
+                        raise HandshakeError(f"device refused {type(cmd).__name__}: code {m.code} {m.message!r}")
+                    if isinstance(m, want) and getattr(m, "token", None) == token:
+                        self._backlog = msgs[i + 1:]
+                        return m
+        raise HandshakeError(f"no answer to {type(cmd).__name__} within "
+                             f"{2 * self.handshake_timeout_s:.1f} s")
+
+    def _handshake(self, ser: serial.Serial) -> None:
+        self._status = "connecting"
+        self._send(ser, P.Stop(self._next_token()))
+        end = time.monotonic() + 0.05
+        while time.monotonic() < end:                 # let a streaming device go quiet
+            ser.read(max(1, ser.in_waiting))
+        ser.reset_input_buffer()
+        self._decoder.reset()
+        info = self._request(ser, P.GetInfo(self._next_token()), P.DeviceInfo)
+        self._check_info(info)
+        if self.rate_hz is not None and info.rate_hz != self.rate_hz:
+            if self.rate_hz not in info.supported_rates:
+                raise HandshakeError(f"device {info.device_id} does not offer {self.rate_hz} Hz "
+                                     f"(it offers {', '.join(map(str, info.supported_rates))}); "
+                                     f"set the configured rate to one of those")
+            self._request(ser, P.SetRate(self._next_token(), self.rate_hz), P.Ack)
+            info = self._request(ser, P.GetInfo(self._next_token()), P.DeviceInfo)
+            self._check_info(info)
+            if info.rate_hz != self.rate_hz:
+                raise HandshakeError(f"device acknowledged SET_RATE {self.rate_hz} but reports {info.rate_hz}")
+        self._request(ser, P.Start(self._next_token()), P.Ack)
+        self._set_info(replace(info, streaming=True))
+        self._expect_seq = None
+        self._last_ts = None
+
+    def _check_info(self, info: P.DeviceInfo) -> None:
+        if info.protocol_version != P.PROTOCOL_VERSION:
+            raise HandshakeError(f"device speaks protocol {info.protocol_version}, host {P.PROTOCOL_VERSION}")
+        if sorted(info.channel_map) != sorted(CHANNELS) or len(info.channel_map) != len(CHANNELS):
+            raise HandshakeError(f"device channel map {info.channel_map} does not hold exactly {CHANNELS}")
+        if info.lsb_pv <= 0:
+            raise HandshakeError("device reports LSB 0")
+
+    def _set_info(self, info: P.DeviceInfo) -> None:
+        self._info = info
+        self._perm = np.array([info.channel_map.index(c) for c in CHANNELS])
+        self._lsb_uv = info.lsb_pv / 1e6
+        self._lo_supported = np.array([e in info.lead_off_electrodes for e in ELECTRODES])
+
+    # -- streaming --------------------------------------------------------------------------------
+
+    def blocks(self, idle_timeout_s: float = 1.0) -> Iterator[SampleBlock | None]:
+        """Yield SampleBlocks as they arrive, or None after idle_timeout_s without one.
+
+        Never raises because of the device or the bytes; ends when close() is called.
+        """
+        last_yield = time.monotonic()
+        while not self._closed.is_set():
+            now = time.monotonic()
+            with self._lock:
+                ser = self._ser
+            if ser is None:
+                if now >= self._next_attempt and self._open():
+                    continue
+                if self._closed.is_set():
+                    break
+                if now - last_yield >= idle_timeout_s:
+                    yield None
+                    last_yield = time.monotonic()
+                    continue
+                wait = min(self._next_attempt, last_yield + idle_timeout_s) - time.monotonic()
+                self._closed.wait(max(0.0, min(wait, 0.1)))
+                continue
+            msgs, self._backlog = self._backlog, []
+            try:
+                data = ser.read(max(1, ser.in_waiting))
+                if data and ser.in_waiting:
+                    data += ser.read(ser.in_waiting)
+            except Exception as e:                       # port vanished (EIO), or closed under us
+                if self._closed.is_set():
+                    break
+                self._lost_port(f"read failed: {e}")
+                continue
+            if data:
+                msgs += self._decoder.feed(data)
+            out = self._handle(msgs, ser) if msgs else []
+            now = time.monotonic()
+            for block in out:
+                yield block
+                last_yield = now
+            if self._status in ("streaming", "stalled") and self._ser is not None:
+                quiet = now - self._last_data
+                if quiet > self.restart_after_s:
+                    self._lost_port(f"no data for {quiet:.1f} s")
+                    self._next_attempt = 0.0
+                    continue
+                self._status = "stalled" if quiet > self.stall_timeout_s else "streaming"
+            if not out and now - last_yield >= idle_timeout_s:
+                yield None
+                last_yield = time.monotonic()
+        self._drop_port()
+
+    def _lost_port(self, why: str) -> None:
+        log.warning("front end lost on %s: %s", self.port_path, why)
+        self.last_error = why
+        self._drop_port()
+        self._status = "no_device"
+        self._next_attempt = time.monotonic() + self._backoff
+
+    def _handle(self, msgs: list[P.Message], ser: serial.Serial) -> list[SampleBlock]:
+        """Messages -> blocks. Contiguous frames are merged; a discontinuity starts a new block."""
+        blocks: list[SampleBlock] = []
+        run: list[P.DataFrame] = []
+        run_gap = 0
+        run_events: tuple[str, ...] = ()
+
+        def flush() -> None:
+            nonlocal run
+            if run:
+                blocks.append(self._make_block(run, run_gap, run_events))
+                run = []
+
+        for m in msgs:
+            if isinstance(m, P.DataFrame):
+                gap, events = self._sequence(m)
+                if gap is None:
+                    continue
+                if gap != 0 or events or not run:
+                    flush()
+                    run_gap, run_events = gap, events
+                run.append(m)
+            elif isinstance(m, P.DeviceInfo):
+                if m.token == 0:                      # unsolicited: the device rebooted
+                    flush()
+                    self._counters.device_resets += 1
+                    self._pending_events.append("device_reset")
+                    log.warning("front end %s reset; handshaking again", m.device_id)
+                    try:
+                        self._handshake(ser)
+                    except Exception as e:
+                        self._lost_port(f"handshake after reset failed: {e}")
+                        break
+                    self._status = "streaming"
+                    self._last_data = time.monotonic()
+                    rest, self._backlog = self._backlog, []
+                    blocks += self._handle(rest, ser)
+                    return blocks
+            elif isinstance(m, P.ErrorReply):
+                log.warning("front end error for command 0x%02x: code %d %s", m.command, m.code, m.message)
+        flush()
+        return blocks
+
+    def _sequence(self, f: P.DataFrame) -> tuple[int | None, tuple[str, ...]]:
+        """Place a frame in the stream: (gap_before in samples or -1, events); None gap = drop it."""
+        if self._info is None:
+            return None, ()
+        self._last_data = time.monotonic()
+        events: tuple[str, ...] = ()
+        gap = 0
+        if self._expect_seq is None:
+            if self._pending_events:
+                events = tuple(dict.fromkeys(self._pending_events))
+                self._pending_events.clear()
+                gap = -1
+        else:
+            delta = (f.seq - self._expect_seq) & 0xFFFFFFFF
+            backwards = delta >= 1 << 31 or (self._last_ts is not None and f.timestamp_us < self._last_ts)
+            if backwards:
+                self._counters.device_resets += 1
+                events = ("device_reset",)
+                gap = -1
+                log.warning("front end sequence restarted (%d -> %d): device reset", self._expect_seq, f.seq)
+            elif delta:
+                gap = delta * f.n
+                self._counters.frames_lost += delta
+                self._counters.samples_lost += gap
+        self._expect_seq = (f.seq + 1) & 0xFFFFFFFF
+        self._last_ts = f.timestamp_us
+        return gap, events
+
+    def _make_block(self, frames: list[P.DataFrame], gap: int, events: tuple[str, ...]) -> SampleBlock:
+        if len(frames) == 1:
+            counts, status = frames[0].counts, frames[0].status
+        else:
+            counts = np.concatenate([f.counts for f in frames])
+            status = np.concatenate([f.status for f in frames])
+        ch_uv = counts[:, self._perm].astype(np.float64) * self._lsb_uv
+        lead_off = ((status[:, None] >> _BIT_SHIFTS) & 1).astype(bool) & self._lo_supported
+        first = self._next_index + (gap if gap > 0 else 0)
+        n = counts.shape[0]
+        self._next_index = first + n
+        self._counters.blocks += 1
+        self._counters.samples += n
+        return SampleBlock(first_index=first, fs=self._info.rate_hz, leads_uv=derive_leads(ch_uv),
+                           lead_off=lead_off, gap_before=gap, device_time_us=frames[0].timestamp_us,
+                           events=events)

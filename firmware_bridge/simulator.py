@@ -1,0 +1,623 @@
+"""A replaying ECG front end on a pseudo-terminal: the default device for demos and tests.
+
+Why a pty and real records: the host driver is exercised exactly as with hardware (pyserial on a tty
+device, the real wire protocol, real ECG morphology), and faults a real front end produces (electrodes
+off, noise, lost frames, resets, a pulled cable) can be injected on purpose and at known times.
+
+The simulator behaves like an ADS1298-class device with the firmware of docs/wire_protocol.md: it
+answers GET_INFO / SET_RATE / START / STOP, streams DATA frames (fs/50 samples each) only while started,
+and sends an unsolicited DEVICE_INFO after a (simulated) reset.
+
+Fault times are in *stream time*: seconds of signal the device has produced since the host first
+started it (dropped and corrupted frames count, idle time does not). So a fault fires at the same
+place in the data whatever the replay speed and however long the host took to connect.
+"""
+from __future__ import annotations
+
+import argparse
+import errno
+import math
+import os
+import select
+import signal
+import sys
+import threading
+import time
+import tty
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from . import protocol as P
+from .samples import CHANNELS, ELECTRODES
+
+FAULT_KINDS = ("electrode_off", "noise", "wander", "mains", "flat", "saturate", "drop", "corrupt",
+               "reset", "disconnect")
+#: Potential of a floating electrode (the lead-off current source drives it towards a rail): far outside
+#: the +-400 mV input range at gain 6, so the channels that use it clip, as on a real ADS1298.
+FLOATING_ELECTRODE_UV = 700_000.0
+
+
+class SimulatorError(Exception):
+    """Bad record or bad fault specification (message says what and how to fix it)."""
+
+
+@dataclass
+class Fault:
+    """One injected fault. start_s / duration_s are stream-time seconds (duration None = to the end).
+
+    kind: electrode_off (electrode), noise (amplitude_uv rms, EMG-like), wander (amplitude_uv, freq_hz),
+    mains (freq_hz 50/60, amplitude_uv), flat, saturate, drop (frames), corrupt (frames), reset,
+    disconnect (duration_s: the cable is out that long).
+    """
+    kind: str
+    start_s: float = 0.0
+    duration_s: float | None = None
+    electrode: str | None = None
+    amplitude_uv: float | None = None
+    freq_hz: float | None = None
+    frames: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise SimulatorError(f"unknown fault kind {self.kind!r}; use one of {', '.join(FAULT_KINDS)}")
+        if self.kind == "electrode_off" and self.electrode not in ELECTRODES:
+            raise SimulatorError(f"electrode_off needs an electrode out of {', '.join(ELECTRODES)}, "
+                                 f"got {self.electrode!r} (e.g. electrode_off:LA@2+3)")
+        if self.start_s < 0 or (self.duration_s is not None and self.duration_s < 0):
+            raise SimulatorError("fault start and duration must be >= 0")
+        defaults = {"noise": (50.0, None), "wander": (500.0, 0.3), "mains": (100.0, 50.0)}
+        if self.kind in defaults:
+            amp, freq = defaults[self.kind]
+            if self.amplitude_uv is None:
+                self.amplitude_uv = amp
+            if self.freq_hz is None:
+                self.freq_hz = freq
+        if self.kind in ("drop", "corrupt") and self.frames is None:
+            self.frames = 1
+        if self.kind == "disconnect" and self.duration_s is None:
+            self.duration_s = 2.0
+
+    def active(self, t: np.ndarray) -> np.ndarray:
+        end = math.inf if self.duration_s is None else self.start_s + self.duration_s
+        return (t >= self.start_s) & (t < end)
+
+
+def parse_fault(spec: str) -> Fault:
+    """'KIND[:ARG[:ARG]]@START[+DURATION]' -> Fault. Examples:
+
+    electrode_off:LA@2+3   noise:80@1   wander:600@0   mains:60:150@0+5   flat@4+1   saturate@4+1
+    drop:5@3 (5 frames)   corrupt:2@3 (2 frames)   reset@5   disconnect:2@5 (or disconnect@5+2)
+    """
+    head, sep, when = spec.partition("@")
+    if not sep:
+        raise SimulatorError(f"fault {spec!r}: missing '@START' (e.g. electrode_off:LA@2+3)")
+    start_txt, plus, dur_txt = when.partition("+")
+    try:
+        start = float(start_txt)
+        dur = float(dur_txt) if plus else None
+    except ValueError:
+        raise SimulatorError(f"fault {spec!r}: START and DURATION must be seconds, e.g. @2+3") from None
+    kind, *args = head.split(":")
+    kw: dict = {}
+    try:
+        if kind == "electrode_off":
+            if len(args) != 1:
+                raise SimulatorError(f"fault {spec!r}: electrode_off needs one electrode, e.g. electrode_off:LA@2")
+            kw["electrode"] = args[0].upper() if args[0].upper() in ELECTRODES else args[0]
+        elif kind == "noise" or kind == "wander":
+            if args:
+                kw["amplitude_uv"] = float(args[0])
+            if kind == "wander" and len(args) > 1:
+                kw["freq_hz"] = float(args[1])
+        elif kind == "mains":
+            if args:
+                kw["freq_hz"] = float(args[0])
+            if len(args) > 1:
+                kw["amplitude_uv"] = float(args[1])
+        elif kind in ("drop", "corrupt"):
+            if args:
+                kw["frames"] = int(args[0])
+        elif kind == "disconnect":
+            if args:
+                if dur is not None:
+                    raise SimulatorError(f"fault {spec!r}: give the disconnect length once")
+                dur = float(args[0])
+        elif args:
+            raise SimulatorError(f"fault {spec!r}: {kind} takes no arguments")
+    except ValueError:
+        raise SimulatorError(f"fault {spec!r}: arguments must be numbers") from None
+    return Fault(kind=kind, start_s=start, duration_s=dur, **kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# records
+
+
+def _record_base(path: str | os.PathLike) -> str:
+    p = str(path)
+    for ext in (".hea", ".dat"):
+        if p.endswith(ext):
+            p = p[: -len(ext)]
+    return p
+
+
+def load_record(path: str | os.PathLike) -> tuple[int, np.ndarray]:
+    """WFDB record -> (fs, (n, 8) float64 microvolts in CHANNELS order). Channels are found by name."""
+    import wfdb  # only the simulator needs it
+
+    base = _record_base(path)
+    if not Path(base + ".hea").exists():
+        raise SimulatorError(f"no WFDB record at {base!r} (expected {base}.hea next to its .dat)")
+    rec = wfdb.rdrecord(base, physical=True)
+    names = [n.strip().upper() for n in rec.sig_name]
+    missing = [c for c in CHANNELS if c.upper() not in names]
+    if missing:
+        raise SimulatorError(f"record {base!r} lacks channel(s) {', '.join(missing)}; "
+                             f"it has {', '.join(rec.sig_name)}")
+    scale = []
+    for c in CHANNELS:
+        unit = (rec.units[names.index(c.upper())] or "mV").strip()
+        scale.append({"mV": 1000.0, "uV": 1.0, "µV": 1.0, "V": 1e6}.get(unit, None))
+        if scale[-1] is None:
+            raise SimulatorError(f"record {base!r}: channel {c} has unit {unit!r}; expected mV, uV or V")
+    sig = rec.p_signal[:, [names.index(c.upper()) for c in CHANNELS]] * np.asarray(scale)
+    sig = np.nan_to_num(sig, nan=0.0)
+    if sig.shape[0] < 2:
+        raise SimulatorError(f"record {base!r} is empty")
+    return int(round(rec.fs)), sig
+
+
+def resample_to(sig_uv: np.ndarray, fs_in: int, fs_out: int) -> np.ndarray:
+    """Polyphase resampling (scipy.signal.resample_poly) along time; identity when rates match."""
+    if fs_in == fs_out:
+        return sig_uv.copy()
+    from scipy.signal import resample_poly
+
+    frac = Fraction(fs_out, fs_in)
+    return resample_poly(sig_uv, frac.numerator, frac.denominator, axis=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# simulator
+
+
+@dataclass
+class SimulatorStats:
+    frames_sent: int = 0
+    frames_dropped: int = 0          # by a drop fault
+    frames_corrupted: int = 0        # by a corrupt fault
+    frames_unread: int = 0           # output buffer full: nobody reading (a UART would lose them too)
+    commands: int = 0
+    resets: int = 0
+    disconnects: int = 0
+    events: list[str] = field(default_factory=list)
+
+
+class FrontEndSimulator:
+    """Replays a WFDB record as an ADS1298-class front end on a pty. start() -> slave device path.
+
+    speed: 1.0 real time, N times faster, 0 = as fast as the reader takes the bytes.
+    link_path: keep a symlink there pointing at the current pty (a new pty after a disconnect), so a
+    host can reopen the same path, as with a udev by-id name.
+    """
+
+    def __init__(self, record_path: str | os.PathLike, fs: int = 500, speed: float = 1.0, loop: bool = True,
+                 faults: Iterable[Fault | str] = (), link_path: str | os.PathLike | None = None,
+                 seed: int = 0, device_id: str = "SIM-ADS1298", gain: int = 6,
+                 vref_uv: int = 2_400_000, firmware_version: tuple[int, int, int] = (1, 0, 0)) -> None:
+        self.record_path = str(record_path)
+        self.record_fs, self._record_uv = load_record(record_path)
+        self.boot_rate = int(fs)
+        self.speed = float(speed)
+        if self.speed < 0:
+            raise SimulatorError("speed must be >= 0 (0 = as fast as the reader takes the bytes)")
+        self.loop = loop
+        self.faults = [parse_fault(f) if isinstance(f, str) else f for f in faults]
+        self.link_path = str(link_path) if link_path else None
+        self.device_id = device_id
+        self.gain = int(gain)
+        self.vref_uv = int(vref_uv)
+        self.firmware_version = firmware_version
+        #: one count in picovolts; the simulator quantises with exactly what it reports
+        self.lsb_pv = int(round(self.vref_uv * 1e6 / self.gain / 2 ** 23))
+        rates = set(P.STANDARD_RATES) | {self.boot_rate}
+        if self.record_fs <= 1000:
+            rates.add(self.record_fs)
+        self.supported_rates = tuple(sorted(rates))[: P.MAX_RATES]
+        if self.boot_rate not in self.supported_rates or self.boot_rate < P.FRAMES_PER_SECOND:
+            raise SimulatorError(f"fs={fs}: choose one of {self.supported_rates} (>= 50 Hz)")
+        self.stats = SimulatorStats()
+        self._rng = np.random.default_rng(seed)
+        self._chan_phase = self._rng.uniform(0, 2 * np.pi, size=8)
+        self._chan_gain = self._rng.uniform(0.5, 1.0, size=8)
+        self._signals: dict[int, np.ndarray] = {}
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._master: int | None = None
+        self._slave: int | None = None
+        self.device_path: str | None = None
+        self._fired: set[int] = set()
+        self._stream_base_s = 0.0         # stream time (s) when the current rate took effect
+        self._stream_n = 0                # samples emitted since then (exact integer time base)
+        self._drop_left = 0
+        self._corrupt_left = 0
+        self.finished = False
+        self._boot()
+
+    # -- device state ---------------------------------------------------------------------------
+
+    def _boot(self) -> None:
+        if hasattr(self, "rate"):           # stream time goes on across reboots (the patient does)
+            self._stream_base_s = self.stream_time_s
+            self._stream_n = 0
+        self.rate = self.boot_rate
+        self.streaming = False
+        self._seq = 0
+        self._boot_wall = time.monotonic()
+        self._clock_base_us = 0          # device clock at the start of the current rate segment
+        self._clock_samples = 0          # samples produced in that segment
+        self._out = bytearray()
+        self._decoder = P.FrameDecoder()
+
+    def _signal(self, rate: int) -> np.ndarray:
+        if rate not in self._signals:
+            self._signals[rate] = resample_to(self._record_uv, self.record_fs, rate)
+        return self._signals[rate]
+
+    def device_info(self, token: int = 0) -> P.DeviceInfo:
+        return P.DeviceInfo(device_id=self.device_id, firmware_version=self.firmware_version,
+                            rate_hz=self.rate, supported_rates=self.supported_rates, gain=self.gain,
+                            vref_uv=self.vref_uv, lsb_pv=self.lsb_pv, channel_map=CHANNELS,
+                            lead_off_electrodes=ELECTRODES,
+                            samples_per_frame=P.samples_per_frame(self.rate),
+                            streaming=self.streaming, token=token)
+
+    # -- pty ----------------------------------------------------------------------------------
+
+    def _open_pty(self) -> None:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        self._master, self._slave = master, slave
+        self.device_path = os.ttyname(slave)
+        if self.link_path:
+            tmp = f"{self.link_path}.{os.getpid()}.tmp"
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            os.symlink(self.device_path, tmp)
+            os.replace(tmp, self.link_path)
+
+    def _close_pty(self) -> None:
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._master = self._slave = None
+        if self.link_path:
+            try:
+                if os.path.islink(self.link_path):
+                    os.unlink(self.link_path)
+            except OSError:
+                pass
+
+    # -- public API -----------------------------------------------------------------------------
+
+    def start(self) -> str:
+        """Open the pty, start the device thread, return the path the host should open."""
+        if self._thread is not None:
+            raise RuntimeError("simulator already started")
+        self._open_pty()
+        self._thread = threading.Thread(target=self._run, name="frontend-sim", daemon=True)
+        self._thread.start()
+        return self.link_path or self.device_path
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with self._lock:
+            self._close_pty()
+
+    def __enter__(self) -> "FrontEndSimulator":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def stream_time_s(self) -> float:
+        """Seconds of signal produced since the host first started the device."""
+        return self._stream_base_s + self._stream_n / self.rate
+
+    def _event(self, text: str) -> None:
+        self.stats.events.append(text)
+        print(f"ecg-frontend-sim: {text}", file=sys.stderr, flush=True)
+
+    # -- main loop ------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_due = time.monotonic()
+        reopen_at: float | None = None
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if self._master is None:
+                if reopen_at is not None and now >= reopen_at:
+                    with self._lock:
+                        self._boot()           # a device on a re-plugged cable comes back idle
+                        self._open_pty()
+                    self._event(f"cable back: {self.device_path}")
+                    reopen_at = None
+                else:
+                    self._stop.wait(0.01)
+                continue
+            # schedule frames
+            if self.streaming and not self.finished:
+                if self.speed == 0:
+                    while len(self._out) < 8192 and self.streaming and self._master is not None:
+                        if not self._produce_frame():
+                            break
+                else:
+                    period = P.samples_per_frame(self.rate) / self.rate / self.speed
+                    if now - next_due > 1.0:           # fell far behind: do not burst, resync
+                        next_due = now
+                    while now >= next_due and self.streaming and self._master is not None:
+                        if not self._produce_frame():
+                            break
+                        next_due += period
+            else:
+                next_due = now
+            if self._master is None:                   # a disconnect fault fired
+                reopen_at = time.monotonic() + self._disconnect_wall
+                continue
+            wait = 0.05
+            if self.streaming and self.speed > 0:
+                wait = max(0.0, min(wait, next_due - time.monotonic()))
+            wlist = [self._master] if self._out else []
+            try:
+                r, w, _ = select.select([self._master], wlist, [], wait)
+            except (OSError, ValueError):
+                continue
+            if w and self._out:
+                try:
+                    k = os.write(self._master, self._out)
+                    del self._out[:k]
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    self._out.clear()
+            if r:
+                try:
+                    data = os.read(self._master, 4096)
+                except BlockingIOError:
+                    data = b""
+                except OSError:
+                    data = b""
+                for msg in self._decoder.feed(data):
+                    self._command(msg)
+
+    def _send(self, msg: P.Message, lead_zero: bool = False) -> None:
+        self._queue((b"\x00" if lead_zero else b"") + P.encode(msg))
+
+    def _queue(self, wire: bytes) -> None:
+        if len(self._out) > 65536:
+            self.stats.frames_unread += 1
+            return
+        self._out += wire
+
+    def _command(self, msg: P.Message) -> None:
+        self.stats.commands += 1
+        if isinstance(msg, P.GetInfo):
+            self._send(self.device_info(msg.token), lead_zero=True)
+        elif isinstance(msg, P.Start):
+            if self.finished:
+                self._send(P.ErrorReply(msg.token, P.T_START, P.E_INTERNAL, "end of record"))
+                return
+            if not self.streaming:
+                self.streaming = True
+                self._seq = 0
+                self._first_frame = True
+            self._send(P.Ack(msg.token, P.T_START))
+        elif isinstance(msg, P.Stop):
+            self.streaming = False
+            self._send(P.Ack(msg.token, P.T_STOP))
+        elif isinstance(msg, P.SetRate):
+            if self.streaming:
+                self._send(P.ErrorReply(msg.token, P.T_SET_RATE, P.E_BUSY, "stop first"))
+            elif msg.rate_hz not in self.supported_rates or msg.rate_hz < P.FRAMES_PER_SECOND:
+                self._send(P.ErrorReply(msg.token, P.T_SET_RATE, P.E_BAD_ARGUMENT,
+                                        f"rates: {','.join(map(str, self.supported_rates))}"))
+            else:
+                self._clock_base_us = self._clock_us()
+                self._clock_samples = 0
+                self._stream_base_s = self.stream_time_s
+                self._stream_n = 0
+                self.rate = msg.rate_hz
+                self._send(P.Ack(msg.token, P.T_SET_RATE))
+        else:
+            t = P._body(msg)[0]
+            self._send(P.ErrorReply(getattr(msg, "token", 0), t, P.E_UNKNOWN_COMMAND, "not a command"))
+
+    def _clock_us(self) -> int:
+        return self._clock_base_us + (self._clock_samples * 1_000_000) // self.rate
+
+    # -- frames -----------------------------------------------------------------------------------
+
+    def _produce_frame(self) -> bool:
+        """Make the next DATA frame (applying faults) and queue it. False when the stream ended."""
+        fs = self.rate
+        n = P.samples_per_frame(fs)
+        t0 = self.stream_time_s
+        # one-shot faults that fire at this point of the stream
+        for i, f in enumerate(self.faults):
+            if i in self._fired or f.kind not in ("drop", "corrupt", "reset", "disconnect") or t0 < f.start_s - 1e-9:
+                continue
+            self._fired.add(i)
+            if f.kind == "drop":
+                self._drop_left += f.frames
+                self._event(f"dropping {f.frames} frame(s) at t={t0:.2f}s, seq {self._seq}")
+            elif f.kind == "corrupt":
+                self._corrupt_left += f.frames
+                self._event(f"corrupting {f.frames} frame(s) at t={t0:.2f}s, seq {self._seq}")
+            elif f.kind == "reset":
+                self.stats.resets += 1
+                self._event(f"device reset at t={t0:.2f}s")
+                out = self._out
+                self._boot()
+                self._out = out                   # bytes already on the wire still arrive
+                self._send(self.device_info(0), lead_zero=True)
+                return False
+            elif f.kind == "disconnect":
+                self.stats.disconnects += 1
+                self._disconnect_wall = f.duration_s / self.speed if self.speed > 0 else f.duration_s
+                self._event(f"cable pulled at t={t0:.2f}s for {f.duration_s:.2f}s")
+                with self._lock:
+                    self._close_pty()
+                return False
+        sig = self._signal(fs)
+        idx0 = int(round(t0 * fs))
+        if not self.loop and idx0 + n > sig.shape[0]:
+            self.finished = True
+            self.streaming = False
+            self._event("end of record")
+            return False
+        rows = np.arange(idx0, idx0 + n) % sig.shape[0]
+        uv = sig[rows].copy()
+        t = t0 + np.arange(n) / fs
+        status = np.zeros(n, dtype=np.uint16)
+        flat = np.zeros(n, dtype=bool)
+        sat = np.zeros(n, dtype=bool)
+        for f in self.faults:
+            act = f.active(t)
+            if not act.any():
+                continue
+            a = act[:, None]
+            if f.kind == "electrode_off":
+                bit = ELECTRODES.index(f.electrode)
+                status[act] |= np.uint16(1 << bit)
+                d = FLOATING_ELECTRODE_UV + 2000.0 * np.sin(2 * np.pi * 50.0 * t)
+                delta = np.zeros((n, 8))
+                if f.electrode in ("RA", "LA", "LL"):
+                    delta[:, 2:] -= (d / 3.0)[:, None]        # Wilson's terminal moves
+                    if f.electrode == "RA":
+                        delta[:, 0] -= d
+                        delta[:, 1] -= d
+                    elif f.electrode == "LA":
+                        delta[:, 0] += d
+                    else:
+                        delta[:, 1] += d
+                else:
+                    delta[:, CHANNELS.index(f.electrode)] += d
+                uv += np.where(a, delta, 0.0)
+            elif f.kind == "noise":
+                w = self._rng.normal(size=(n + 1, 8))
+                uv += np.where(a, np.diff(w, axis=0) / np.sqrt(2.0) * f.amplitude_uv, 0.0)
+            elif f.kind == "wander":
+                uv += np.where(a, f.amplitude_uv * np.sin(2 * np.pi * f.freq_hz * t[:, None]
+                                                          + self._chan_phase), 0.0)
+            elif f.kind == "mains":
+                uv += np.where(a, f.amplitude_uv * self._chan_gain
+                               * np.sin(2 * np.pi * f.freq_hz * t[:, None]), 0.0)
+            elif f.kind == "flat":
+                flat |= act
+            elif f.kind == "saturate":
+                sat |= act
+        counts = np.clip(np.rint(uv / (self.lsb_pv / 1e6)), P.COUNT_MIN, P.COUNT_MAX).astype(np.int32)
+        counts[flat] = 0
+        counts[sat] = P.COUNT_MAX
+        frame = P.DataFrame(self._seq & 0xFFFFFFFF, self._clock_us(), status, counts)
+        self._seq += 1
+        self._clock_samples += n
+        self._stream_n += n
+        if self._drop_left > 0:
+            self._drop_left -= 1
+            self.stats.frames_dropped += 1
+            return True
+        wire = P.encode(frame)
+        if getattr(self, "_first_frame", False):
+            wire = b"\x00" + wire
+            self._first_frame = False
+        if self._corrupt_left > 0:
+            self._corrupt_left -= 1
+            self.stats.frames_corrupted += 1
+            b = bytearray(wire)
+            for _ in range(int(self._rng.integers(1, 4))):
+                pos = int(self._rng.integers(0, len(b) - 1))
+                b[pos] ^= int(self._rng.integers(1, 256))
+            wire = bytes(b)
+        self._queue(wire)
+        self.stats.frames_sent += 1
+        return True
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ecg-frontend-sim",
+        description="Replay a WFDB ECG record as an ADS1298-class front end on a pseudo-terminal. "
+                    "Prints the device path on the first stdout line.",
+        epilog="Fault syntax: KIND[:ARG[:ARG]]@START[+DURATION], times in stream seconds. Examples: "
+               "electrode_off:LA@2+3, noise:80@1, wander:600@0, mains:60:150@0+5, flat@4+1, "
+               "saturate@4+1, drop:5@3 (frames), corrupt:2@3 (frames), reset@5, disconnect:2@5.")
+    p.add_argument("record", help="WFDB record path without extension (e.g. .../records500/00000/00018_hr)")
+    p.add_argument("--fs", type=int, default=500, help="boot sample rate in Hz (250/500/1000 or the "
+                   "record's own rate); the host may change it with SET_RATE (default 500)")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="1 = real time, N = N times faster, 0 = as fast as the reader takes it")
+    p.add_argument("--no-loop", action="store_true", help="stop at the end of the record")
+    p.add_argument("--fault", action="append", default=[], metavar="SPEC", help="inject a fault (repeatable)")
+    p.add_argument("--link", metavar="PATH", help="keep a symlink PATH -> current pty (survives disconnects)")
+    p.add_argument("--seed", type=int, default=0, help="seed for noise and byte corruption")
+    p.add_argument("--duration", type=float, default=None, help="exit after this many wall seconds")
+    p.add_argument("--device-id", default="SIM-ADS1298")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        sim = FrontEndSimulator(args.record, fs=args.fs, speed=args.speed, loop=not args.no_loop,
+                                faults=[parse_fault(s) for s in args.fault], link_path=args.link,
+                                seed=args.seed, device_id=args.device_id)
+    except SimulatorError as e:
+        print(f"ecg-frontend-sim: error: {e}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def _on_signal(signum, _frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    path = sim.start()
+    print(path, flush=True)
+    print(f"ecg-frontend-sim: {sim.device_id} replaying {args.record} ({sim.record_fs} Hz) at "
+          f"{sim.rate} Hz, LSB {sim.lsb_pv / 1000:.3f} nV, speed {args.speed:g}; pty {sim.device_path}",
+          file=sys.stderr, flush=True)
+    deadline = time.monotonic() + args.duration if args.duration else None
+    try:
+        while not stop.is_set():
+            if deadline and time.monotonic() >= deadline:
+                break
+            if sim.finished and not sim._out:
+                break
+            stop.wait(0.1)
+    finally:
+        sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
