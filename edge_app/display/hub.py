@@ -142,7 +142,7 @@ class LiveHub:
         self._latest_id: str | None = None
         self._alarms: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
         self._status: dict[str, Any] = {}
-        self._patient: dict[str, Any] = dict(getattr(self.controller, "patient", None) or {"age": None, "sex": None})
+        self._patient: dict[str, Any] = _patient_view(getattr(self.controller, "patient", None) or {})
         self._heart_rate: float | None = None
         self._started = time.time()
 
@@ -255,15 +255,15 @@ class LiveHub:
             for e in with_strip[:-self.strips_kept] if len(with_strip) > self.strips_kept else []:
                 e.strip_uv, e.strip_fs = None, None
             self._latest_id = rid
-            hr = r.get("heart_rate")
+            hr = r.get("heart_rate_bpm", r.get("heart_rate"))
             if isinstance(hr, (int, float)) and math.isfinite(hr):
                 self._heart_rate = float(hr)
-            pat = r.get("patient")
-            if isinstance(pat, dict) and ("age" in pat or "sex" in pat):
-                self._patient = {"age": pat.get("age"), "sex": pat.get("sex")}
-            alarm = r.get("alarm")
-            if isinstance(alarm, dict) and alarm.get("id"):
-                self._add_alarm_locked(alarm, rid)
+            alarms = list(r.get("alarms") or [])
+            if isinstance(r.get("alarm"), dict):
+                alarms.append(r["alarm"])
+            for alarm in alarms:
+                if isinstance(alarm, dict) and alarm.get("id"):
+                    self._add_alarm_locked(alarm, rid)
             self._bump("result", self.summary(r))
 
     def _add_alarm_locked(self, alarm: dict[str, Any], result_id: str | None = None) -> dict[str, Any]:
@@ -271,7 +271,9 @@ class LiveHub:
         aid = str(a["id"])
         prev = self._alarms.get(aid, {})
         merged = {**prev, **a}
-        merged.setdefault("acknowledged", False)
+        if "acknowledged" not in a:
+            merged["acknowledged"] = bool(prev.get("acknowledged") or merged.get("acknowledged_by")
+                                          or merged.get("acknowledged_at"))
         merged.setdefault("time", time.time())
         if result_id and not merged.get("result_id"):
             merged["result_id"] = result_id
@@ -297,7 +299,7 @@ class LiveHub:
     def set_patient_view(self, patient: dict[str, Any]) -> None:
         """The current patient context when it changed elsewhere (fleet over MQTT, CLI)."""
         with self._cond:
-            self._patient = {"age": patient.get("age"), "sex": patient.get("sex")}
+            self._patient = _patient_view(patient)
             self._bump("patient", dict(self._patient))
 
     # ------------------------------------------------------------------ writes from the page
@@ -358,7 +360,7 @@ class LiveHub:
         q = self._quality or {}
         noisy = set(q.get("noisy_leads") or [])
         off_leads = set(q.get("off_leads") or [])
-        per = q.get("leads") if isinstance(q.get("leads"), dict) else {}
+        per = next((q[k] for k in ("per_lead", "leads") if isinstance(q.get(k), dict)), {})
         out = {}
         for lead in LEADS:
             v = per.get(lead)
@@ -374,12 +376,17 @@ class LiveHub:
     @staticmethod
     def summary(r: dict[str, Any]) -> dict[str, Any]:
         """The fields a results list needs (no CAM arrays)."""
-        keys = ("id", "time", "triage", "priority", "level", "label", "probabilities", "heart_rate",
-                "patient", "quality", "model", "model_version", "alarm")
+        keys = ("id", "time", "record", "window", "triage_level", "alarm_priority", "triage", "priority",
+                "level", "label", "probabilities", "heart_rate_bpm", "heart_rate", "patient", "quality",
+                "model", "model_version", "alarms", "alarm", "gap_before", "notice")
         s = {k: r[k] for k in keys if k in r}
         expl = r.get("explanation")
         if isinstance(expl, dict):
-            s["explanation"] = {k: expl[k] for k in ("class", "leads", "seconds") if k in expl}
+            e = {k: expl[k] for k in ("class", "leads", "seconds", "summary") if k in expl}
+            if isinstance(expl.get("findings"), list):   # findings without any CAM arrays
+                e["findings"] = [{k: v for k, v in f.items() if k != "cam"} for f in expl["findings"]
+                                 if isinstance(f, dict)]
+            s["explanation"] = e
         return s
 
     @property
@@ -501,6 +508,18 @@ class LiveHub:
             if self._version <= version:
                 self._cond.wait(timeout)
             return self._version
+
+
+def _patient_view(p: Any) -> dict[str, Any]:
+    """{"age", "sex"} with the daemon's "unknown" strings (PatientContext.to_dict) mapped to None."""
+    if hasattr(p, "to_dict") and not isinstance(p, dict):
+        p = p.to_dict()
+    if not isinstance(p, dict):
+        p = {}
+    age, sex = p.get("age"), p.get("sex")
+    age = float(age) if isinstance(age, (int, float)) and not isinstance(age, bool) and math.isfinite(age) else None
+    sex = sex if sex in SEXES else None
+    return {"age": age, "sex": sex}
 
 
 def _rows_to_json(rows: np.ndarray) -> list[list[int | None]]:
