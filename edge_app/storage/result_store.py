@@ -67,6 +67,10 @@ class ResultStore:
             day TEXT NOT NULL, level TEXT, priority TEXT, record TEXT, bytes INTEGER NOT NULL,
             has_strip INTEGER NOT NULL, delivered INTEGER NOT NULL DEFAULT 0, delivered_at TEXT)""")
         self._db.execute("CREATE INDEX IF NOT EXISTS results_delivered ON results(delivered, seq)")
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(results)")}
+        if "msg_id" not in cols:       # uplink outbox message id, to map PUBACKs back to results
+            self._db.execute("ALTER TABLE results ADD COLUMN msg_id TEXT")
+        self._db.execute("CREATE INDEX IF NOT EXISTS results_msg ON results(msg_id)")
         self.recovered: list[str] = []
         self._recover()
 
@@ -195,6 +199,27 @@ class ResultStore:
             cur = self._db.execute("UPDATE results SET delivered=1, delivered_at=? WHERE id=? AND delivered=0",
                                    (datetime.now(timezone.utc).isoformat(), rid))
             return cur.rowcount > 0
+
+    def set_msg_id(self, rid: str, msg_id: str) -> None:
+        """Remember which uplink message carries this result (so its delivery can be recorded)."""
+        with self._lock:
+            self._db.execute("UPDATE results SET msg_id=? WHERE id=?", (msg_id, rid))
+
+    def mark_delivered_msg(self, msg_id: str) -> str | None:
+        """The uplink confirmed message `msg_id`; mark its result delivered. Returns the result id."""
+        with self._lock:
+            row = self._db.execute("SELECT id FROM results WHERE msg_id=?", (msg_id,)).fetchone()
+            if row is None:
+                return None
+            self.mark_delivered(row[0])
+            return row[0]
+
+    def unqueued(self) -> list[dict[str, Any]]:
+        """Undelivered results never handed to the uplink (crash between store and outbox), oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, day FROM results WHERE delivered=0 AND msg_id IS NULL "
+                                    "ORDER BY seq").fetchall()
+        return [self._load(rid, day) for rid, day in rows]
 
     # ---- reading --------------------------------------------------------------------------------
     def total_bytes(self) -> int:

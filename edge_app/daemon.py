@@ -1,0 +1,494 @@
+"""The long-running service: front end -> pipeline -> store/audit -> uplink/display, under systemd.
+
+Threads: the main thread runs the data path (driver -> pipeline -> store), so a hang anywhere in it
+stops the progress-gated watchdog and systemd restarts the service. Side threads: the watchdog pinger,
+the control socket server, the uplink's own threads and the display server. None of them can block
+the data path: they only read snapshots or call the DeviceControl methods below (short, locked).
+
+Alarm conditions are latched in the spirit of IEC 60601-1-8: a condition that persists over
+consecutive windows keeps one alarm id (not a new alarm every 5 s); it is audited and published when
+it starts, when it is acknowledged and when it ends.
+
+Runtime configuration changes (MQTT, control socket) are validated by edge_app.config, applied,
+audited and persisted in <state_dir>/config-overrides.json (the config file itself sits on the
+read-only system partition under ProtectSystem=strict); they are re-applied at the next start.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections import OrderedDict, deque
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edge_app import __version__
+from edge_app.config import Config, apply_changes, mqtt_enabled, mqtt_to_dict
+from edge_app.errors import ConfigError
+from edge_app.patient import ControlServer, PatientStore, validate_patient
+from edge_app.pipeline import Analysis, Pipeline, PipelineSettings
+from edge_app.results import Alarm, PatientContext, new_id, utc_now_iso
+from edge_app.storage import AuditLog, ResultStore
+from edge_app.storage.atomic import atomic_write_bytes
+from edge_app.supervision import Notifier, Watchdog
+
+log = logging.getLogger("edge_app.daemon")
+HONEST_IDLE = ("no_device", "connecting")     # driver states that count as progress while idle
+SECRET_KEYS = ("password",)
+
+
+def _default_driver_factory(port: str, baudrate: int) -> Any:
+    from firmware_bridge.driver import FrontEndDriver
+    return FrontEndDriver(port, baudrate=baudrate)
+
+
+class Daemon:
+    """Implements edge_app.uplink.control.DeviceControl (status/get_config/set_config/set_patient/
+    clear_patient/acknowledge_alarm) plus latest()/alarms()/store_stats() for the control socket."""
+
+    def __init__(self, cfg: Config, driver_factory: Callable[[str, int], Any] | None = None,
+                 sinks: tuple[Callable[[dict[str, Any]], None], ...] = (), notifier: Notifier | None = None):
+        self.t_created = time.monotonic()
+        self.base_cfg = cfg
+        self.overrides_path = cfg.state_dir / "config-overrides.json"
+        self.overrides: dict[str, Any] = {}
+        self.cfg = cfg
+        self.driver_factory = driver_factory or _default_driver_factory
+        self.sinks = list(sinks)
+        self.notifier = notifier or Notifier()
+        self.watchdog = Watchdog(self.notifier)
+        self._stop = threading.Event()
+        self._lock = threading.RLock()
+        self.state = "starting"
+        self._alarms: "OrderedDict[str, Alarm]" = OrderedDict()     # recent alarms by id
+        self.active: dict[str, str] = {}                            # alarm code -> active alarm id
+        self.latencies_ms: deque[float] = deque(maxlen=1000)
+        self.counters = {"blocks": 0, "samples": 0, "windows": 0, "cannot_interpret": 0, "gaps": 0,
+                         "errors": 0, "overruns": 0}
+        self.last_result: dict[str, Any] | None = None
+        self.ready_s: float | None = None
+        self.driver: Any = None
+        self.uplink: Any = None
+        self.hub: Any = None
+        self.display: Any = None
+        self.control: ControlServer | None = None
+        self.store: ResultStore | None = None
+        self.audit: AuditLog | None = None
+
+    # ------------------------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        cfg = self.cfg
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        self._load_overrides()
+        cfg = self.cfg
+        self.audit = AuditLog(cfg.state_dir / "audit.jsonl", cfg.device_id)
+        self.store = ResultStore(cfg.state_dir, max_bytes=cfg.get("storage.max_bytes"),
+                                 retention_days=cfg.get("storage.retention_days"),
+                                 keep_strips=cfg.get("storage.keep_strips"), audit=self.audit)
+        for rid in self.store.recovered:
+            self.audit.append("result_recovered", {"id": rid})
+        age, sex = cfg.patient
+        self.patient = PatientStore(cfg.state_dir / "patient.json", PatientContext(age, sex))
+        from edge_app.inference import load_model
+        self.model = load_model(cfg.manifest_path, backend=cfg.get("model.backend"),
+                                num_threads=cfg.get("model.num_threads"))
+        self.audit.append("model_loaded", {"version": self.model.model_version, "sha256": self.model.model_sha256,
+                                           "manifest": str(cfg.manifest_path),
+                                           "backend": str(getattr(self.model.backend, "name", ""))})
+        self.pipeline = Pipeline(self.model, PipelineSettings.from_config(cfg), cfg.device_id,
+                                 patient=self.patient.get)
+        self.control = ControlServer(cfg.control_socket, self)
+        self.control.start()
+        if mqtt_enabled(cfg.mqtt):
+            self._start_uplink()
+        if cfg.get("display.enabled"):
+            self._start_display()
+        self.driver = self.driver_factory(cfg.get("frontend.port"), cfg.get("frontend.baudrate"))
+        self.audit.append("start", {"software_version": __version__, "config_version": self.config_version(),
+                                    "pid": os.getpid()})
+        self.state = "ready"
+        self.ready_s = time.monotonic() - self.t_created
+        self.notifier.ready(f"ready in {self.ready_s:.2f} s; waiting for the front end on {cfg.get('frontend.port')}")
+        self.watchdog.start()
+        log.info("ready in %.2f s (model %s sha256 %s..., state %s, control %s)", self.ready_s,
+                 self.model.model_version, self.model.model_sha256[:12], cfg.state_dir, cfg.control_socket)
+
+    def _start_uplink(self) -> None:
+        from edge_app.uplink.service import Uplink
+        self.uplink = Uplink(self.cfg.mqtt, self.cfg.device_id, self.cfg.state_dir / "outbox.sqlite",
+                             control=self, on_delivered=self._on_delivered)
+        self.uplink.set_birth({"software_version": __version__, "model_version": self.model.model_version,
+                               "model_sha256": self.model.model_sha256, "config_version": self.config_version()})
+        self.uplink.start()
+        for d in self.store.unqueued():           # committed before a crash, never handed to the outbox
+            self._publish_result(d)
+
+    def _start_display(self) -> None:
+        from edge_app.display import DisplayServer, LiveHub
+        self.hub = LiveHub(controller=self)
+        self.hub.result_lookup = self.store.get
+
+        def strip(rid: str) -> tuple[float, np.ndarray] | None:
+            try:
+                uv, fs = self.store.strip(rid)
+                return fs, uv
+            except (KeyError, FileNotFoundError):
+                return None
+        self.hub.strip_lookup = strip
+        self.hub.set_patient_view(self.patient.get().to_dict())
+        self.display = DisplayServer(self.hub, host=self.cfg.get("display.host"), port=self.cfg.get("display.port"))
+        self.display.start()
+
+    def request_stop(self, *_: Any) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def run(self) -> None:
+        """The data path. Returns after request_stop() (SIGTERM) once everything is flushed."""
+        try:
+            self._loop()
+        finally:
+            self.shutdown()
+
+    def _loop(self) -> None:
+        idle = float(self.cfg.get("frontend.idle_timeout_s"))
+        last_status = 0.0
+        while not self._stop.is_set():
+            for item in self.driver.blocks(idle_timeout_s=idle):
+                if self._stop.is_set():
+                    break
+                if item is None:
+                    self._idle()
+                else:
+                    self._on_block(item)
+                now = time.monotonic()
+                if now - last_status > 5.0:
+                    last_status = now
+                    self._publish_status()
+            else:
+                # The iterator ended (driver closed): do not spin; systemd's watchdog sees no progress.
+                if not self._stop.is_set():
+                    log.error("front-end driver stopped yielding; retrying in 1 s")
+                    self._stop.wait(1.0)
+
+    def _idle(self) -> None:
+        st = str(getattr(self.driver, "status", "unknown"))
+        if st in HONEST_IDLE:
+            self.watchdog.progress(f"front end {st}")
+            self._raise_condition("no_device" if st == "no_device" else "frontend_connecting", "technical",
+                                  "medium" if st == "no_device" else "low",
+                                  f"No ECG front end on {self.cfg.get('frontend.port')} ({st}); check the cable.")
+        else:
+            self._raise_condition("frontend_stalled", "technical", "medium",
+                                  f"ECG front end connected but sending no samples ({st}).")
+        self.state = st
+
+    def _on_block(self, block: Any) -> None:
+        self.watchdog.progress("samples")
+        self.state = "streaming"
+        self._clear_condition("no_device")
+        self._clear_condition("frontend_connecting")
+        self._clear_condition("frontend_stalled")
+        self.counters["blocks"] += 1
+        self.counters["samples"] += block.n
+        if block.gap_before != 0 or block.events:
+            self.counters["gaps"] += 1
+            self.audit.append("stream_gap", {"at_index": int(block.first_index), "missing": int(block.gap_before),
+                                             "events": list(block.events)})
+        if self.hub is not None:
+            self.hub.push_block(block)
+        try:
+            analyses = self.pipeline.process_block(block)
+        except Exception:       # noqa: BLE001 - one bad block must not stop the appliance
+            self.counters["errors"] += 1
+            log.exception("analysis failed on block at %d; the window restarts", block.first_index)
+            self.pipeline.assembler = None
+            return
+        for a in analyses:
+            self._handle(a)
+
+    def _handle(self, a: Analysis) -> None:
+        t0 = time.monotonic()
+        r = a.result
+        self.counters["windows"] += 1
+        if r.triage_level == "cannot_interpret":
+            self.counters["cannot_interpret"] += 1
+        if a.overran:
+            self.counters["overruns"] += 1
+            self.watchdog.stall(f"analysis took {r.timings_ms.get('analysis_ms', 0):.0f} ms, deadline "
+                                f"{self.cfg.get('model.deadline_s')} s")
+            log.warning("analysis overran its deadline: %s", r.timings_ms)
+        else:
+            self.watchdog.progress("inference")
+        # Latch alarm conditions: a persisting condition keeps its alarm id.
+        codes = set()
+        latched = []
+        for al in r.alarms:
+            codes.add(al.code)
+            latched.append(self._raise_condition(al.code, al.kind, al.priority, al.message, result_id=r.id))
+        r.alarms = latched
+        for code in list(self.active):
+            if code not in codes and code in ("suspected_mi", "abnormal_ecg", "extreme_heart_rate", "signal_unusable"):
+                self._clear_condition(code)
+        d = r.to_dict()
+        stored = self.store.put(d, a.window.native_uv, a.window.fs)
+        self.audit.append("result", {
+            "id": r.id, "level": r.triage_level, "priority": r.alarm_priority, "quality": r.quality.verdict,
+            "probabilities": r.probabilities, "window": [r.window.start_index, r.window.end_index],
+            "alarms": [al.id for al in r.alarms], "model_sha256": r.model.sha256,
+            "json_sha256": hashlib.sha256(stored.json_path.read_bytes()).hexdigest()})
+        if stored.full:
+            self._raise_condition("store_full", "technical", "medium",
+                                  f"Result store over its limit ({self.store.max_bytes} bytes) with only "
+                                  "undelivered results left; nothing is deleted. Connect the uplink or export.")
+        else:
+            self._clear_condition("store_full")
+        self._publish_result(d)
+        if self.hub is not None:
+            self.hub.push_result(d, strip_uv=a.window.native_uv, strip_fs=a.window.fs)
+            self.hub.push_quality(r.quality.__dict__ | {"verdict": r.quality.verdict})
+            self.hub.push_heart_rate(r.heart_rate_bpm)
+        self.last_result = d
+        for sink in self.sinks:
+            try:
+                sink(d)
+            except Exception:  # noqa: BLE001
+                log.exception("result sink failed")
+        total = r.timings_ms.get("since_last_sample_ms", 0.0) + (time.monotonic() - t0) * 1000
+        self.latencies_ms.append(total)
+        log.info("result %s window %.1f-%.1f s: %s (priority %s), quality %s%s, HR %s, %.0f ms after last sample",
+                 r.id[:8], r.window.start_s, r.window.end_s, r.triage_level, r.alarm_priority, r.quality.verdict,
+                 f" ({'; '.join(r.quality.reasons)})" if r.quality.reasons else "",
+                 r.heart_rate_bpm, total)
+
+    def _publish_result(self, d: dict[str, Any]) -> None:
+        if self.uplink is None:
+            return
+        try:
+            msg_id = self.uplink.publish_result(d, d.get("alarm_priority", "none"))
+            self.store.set_msg_id(d["id"], msg_id)
+        except Exception:  # noqa: BLE001 - OutboxFull etc.: the result stays in our store, undelivered
+            log.exception("could not queue result %s for the uplink; kept in the store", d["id"])
+
+    def _on_delivered(self, msg_id: str) -> None:
+        rid = self.store.mark_delivered_msg(msg_id)
+        if rid:
+            log.debug("result %s delivered", rid)
+
+    # ----------------------------------------------------------------------------------- alarms
+    def _raise_condition(self, code: str, kind: str, priority: str, message: str,
+                         result_id: str | None = None) -> Alarm:
+        with self._lock:
+            aid = self.active.get(code)
+            if aid is not None and aid in self._alarms:
+                al = self._alarms[aid]
+                al.message, al.result_id = message, result_id or al.result_id
+                return al
+            al = Alarm(id=new_id(), kind=kind, priority=priority, code=code, message=message, time=utc_now_iso(),
+                       device_id=self.cfg.device_id, result_id=result_id)
+            self._alarms[al.id] = al
+            while len(self._alarms) > 500:
+                self._alarms.popitem(last=False)
+            self.active[code] = al.id
+        self.audit.append("alarm", al.to_dict() | {"state": "raised"})
+        log.warning("ALARM %s (%s, %s priority): %s", code, kind, priority, message)
+        self._publish_alarm(al, "raised")
+        return al
+
+    def _clear_condition(self, code: str) -> None:
+        with self._lock:
+            aid = self.active.pop(code, None)
+            al = self._alarms.get(aid) if aid else None
+        if al is not None:
+            self.audit.append("alarm_cleared", {"id": al.id, "code": code})
+            log.info("alarm condition %s ended", code)
+            self._publish_alarm(al, "cleared")
+
+    def _publish_alarm(self, al: Alarm, state: str) -> None:
+        d = al.to_dict() | {"state": state, "active": state != "cleared"}
+        if self.uplink is not None:
+            try:
+                self.uplink.publish_alarm(d, al.priority)
+            except Exception:  # noqa: BLE001
+                log.exception("could not queue alarm %s", al.id)
+        if self.hub is not None:
+            self.hub.push_alarm(d | {"acknowledged": al.acknowledged_by is not None})
+
+    # ------------------------------------------------------------------------------ DeviceControl
+    def config_version(self) -> str:
+        return hashlib.sha256(json.dumps(self.cfg.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+    def status(self) -> dict[str, Any]:
+        ok, why = self.watchdog.healthy()
+        lat = sorted(self.latencies_ms)
+        drv = self.driver
+        return {
+            "state": self.state, "device_id": self.cfg.device_id, "software_version": __version__,
+            "pid": os.getpid(), "ready_s": self.ready_s,
+            "frontend": {"status": str(getattr(drv, "status", "none")), "port": self.cfg.get("frontend.port"),
+                         "info": _jsonable(getattr(drv, "info", None)), "stats": _jsonable(getattr(drv, "stats", None))},
+            "model": {"version": self.model.model_version, "sha256": self.model.model_sha256},
+            "patient": self.patient.get().to_dict(),
+            "counters": dict(self.counters),
+            "latency_ms": {"n": len(lat), "median": lat[len(lat) // 2] if lat else None,
+                           "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else None},
+            "alarms_active": [self._alarms[a].to_dict() for a in self.active.values() if a in self._alarms],
+            "last_result": None if self.last_result is None else {
+                k: self.last_result.get(k) for k in ("id", "time", "triage_level", "alarm_priority",
+                                                     "probabilities", "heart_rate_bpm")}
+            | {"quality": (self.last_result.get("quality") or {}).get("verdict")},
+            "quality": None if self.last_result is None else self.last_result.get("quality"),
+            "store": self.store.stats(), "watchdog": {"healthy": ok, "detail": why, "pings": self.watchdog.pings},
+            "uplink": self.uplink.stats() if self.uplink is not None else {"enabled": False},
+            "config_version": self.config_version(),
+            "notice": "Triage aid, not a diagnosis",
+        }
+
+    def get_config(self) -> dict[str, Any]:
+        d = self.cfg.to_dict()
+        for k in SECRET_KEYS:
+            if d.get("mqtt", {}).get(k):
+                d["mqtt"][k] = "***"
+        d["config_version"] = self.config_version()
+        return d
+
+    def set_config(self, changes: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(changes, dict) or not changes:
+            raise ConfigError("<changes>", "no changes given", 'send {"section.key": value, ...}')
+        for k in changes:
+            if k == "mqtt" or k.startswith("mqtt."):
+                raise ConfigError(k if "." in k else "mqtt", "MQTT settings cannot be changed while running",
+                                  "edit the [mqtt] section of the config file and restart the service")
+        with self._lock:
+            new, diff = apply_changes(self.cfg, changes)      # raises ConfigError; nothing applied then
+            self._apply(new)
+            self.overrides.update({k: v[1] for k, v in diff.items()})
+            atomic_write_bytes(self.overrides_path, json.dumps(self.overrides, indent=1).encode())
+        self.audit.append("config_change", {"changes": {k: {"old": o, "new": n} for k, (o, n) in diff.items()},
+                                            "config_version": self.config_version()})
+        log.info("configuration changed: %s", {k: n for k, (o, n) in diff.items()})
+        return self.get_config()
+
+    def _apply(self, new: Config) -> None:
+        self.cfg = new
+        s = PipelineSettings.from_config(new)
+        p = getattr(self, "pipeline", None)
+        if p is not None:
+            p.set_stride(s.stride_s)
+            p.settings.threshold_overrides = s.threshold_overrides
+            p.settings.hr_low_bpm, p.settings.hr_high_bpm = s.hr_low_bpm, s.hr_high_bpm
+            p.settings.deadline_s, p.settings.mains_hz = s.deadline_s, s.mains_hz
+        if self.store is not None:
+            self.store.max_bytes = int(new.get("storage.max_bytes"))
+            self.store.retention_days = float(new.get("storage.retention_days"))
+            self.store.keep_strips = bool(new.get("storage.keep_strips"))
+        logging.getLogger().setLevel(new.get("logging.level"))
+
+    def _load_overrides(self) -> None:
+        if not self.overrides_path.exists():
+            return
+        try:
+            ov = json.loads(self.overrides_path.read_text())
+            new, _ = apply_changes(self.cfg, ov)
+        except (OSError, ValueError) as e:
+            # A bad override file must not stop the appliance: fall back to the file config, loudly.
+            log.error("ignoring %s: %s", self.overrides_path, e)
+            return
+        self.overrides = ov
+        self.cfg = new
+        log.info("applied runtime overrides from %s: %s", self.overrides_path, ov)
+
+    def set_patient(self, age: float | None, sex: str | None) -> dict[str, Any]:
+        ctx = validate_patient(age, sex)
+        self.patient.set(ctx)
+        self.audit.append("patient_set", ctx.to_dict())
+        if self.hub is not None:
+            self.hub.set_patient_view(ctx.to_dict())
+        log.info("patient context set: %s", ctx.to_dict())
+        return ctx.to_dict()
+
+    def clear_patient(self) -> dict[str, Any]:
+        ctx = self.patient.set(PatientContext())
+        self.audit.append("patient_cleared", {})
+        if self.hub is not None:
+            self.hub.set_patient_view(ctx.to_dict())
+        log.info("patient context cleared (unknown age/sex)")
+        return ctx.to_dict()
+
+    def acknowledge_alarm(self, alarm_id: str, by: str) -> dict[str, Any]:
+        with self._lock:
+            al = self._alarms.get(alarm_id)
+            if al is None:
+                raise KeyError(f"unknown alarm id {alarm_id!r}")
+            if al.acknowledged_by is None:
+                al.acknowledged_by, al.acknowledged_at = str(by or "unknown"), utc_now_iso()
+        self.audit.append("alarm_ack", {"id": al.id, "code": al.code, "by": al.acknowledged_by})
+        self._publish_alarm(al, "acknowledged" if al.id in self.active.values() else "cleared")
+        return al.to_dict()
+
+    def latest(self, n: int = 10) -> list[dict[str, Any]]:
+        return self.store.latest(max(1, min(int(n), 100)))
+
+    def alarms_list(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [a.to_dict() | {"active": a.id in self.active.values()} for a in self._alarms.values()]
+
+    def alarms(self) -> list[dict[str, Any]]:  # type: ignore[no-redef]  # control-socket name
+        return self._alarms_list()
+
+    def store_stats(self) -> dict[str, Any]:
+        return self.store.stats()
+
+    def _publish_status(self) -> None:
+        st = f"{self.state}; windows {self.counters['windows']}; alarms {len(self.active)}"
+        self.notifier.status(st)
+        if self.hub is not None:
+            self.hub.set_status(self.status())
+        if self.uplink is not None:
+            try:
+                self.uplink.publish_telemetry({"state": self.state, "counters": dict(self.counters),
+                                               "alarms_active": sorted(self.active)})
+            except Exception:  # noqa: BLE001
+                log.exception("telemetry failed")
+
+    # ------------------------------------------------------------------------------------ shutdown
+    def shutdown(self) -> None:
+        log.info("shutting down")
+        self.notifier.stopping("flushing storage")
+        self.watchdog.stop()
+        for name, fn in (("driver", lambda: self.driver and self.driver.close()),
+                         ("control", lambda: self.control and self.control.stop()),
+                         ("display", lambda: self.display and self.display.stop()),
+                         ("uplink", lambda: self.uplink and self.uplink.stop()),
+                         ("audit", lambda: self.audit and self.audit.append(
+                             "stop", {"windows": self.counters["windows"]})),
+                         ("store", lambda: self.store and self.store.close()),
+                         ("audit-close", lambda: self.audit and self.audit.close())):
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - finish the rest of the shutdown regardless
+                log.exception("shutdown: %s failed", name)
+        self.notifier.close()
+        log.info("stopped")
+
+
+def _jsonable(v: Any) -> Any:
+    import dataclasses
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    if dataclasses.is_dataclass(v):
+        return _jsonable(dataclasses.asdict(v))
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return str(v)

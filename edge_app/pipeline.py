@@ -1,0 +1,281 @@
+"""The daemon's analysis chain, shared by the live daemon, `ecg-edge demo` and `ecg-edge replay`.
+
+    SampleBlock -> WindowAssembler (streaming resampler to 100 Hz + native-rate ring; windows never span
+    a gap) -> quality gate (ecg_quality) -> [unusable: cannot_interpret + technical alarm, model skipped]
+    -> heart rate (ecg_measure) -> model (LiteRT) -> explanation (Grad-CAM + lead occlusion)
+    -> triage -> TriageResult
+
+Why one class for live and replay: `analyse_record` cuts a WFDB record into SampleBlocks and pushes them
+through the very same `Pipeline.process_block` the daemon uses, so a replayed record is analysed by
+exactly the chain that runs in the ambulance (same resampler state handling, same windows, same gate).
+Storage and publishing are the daemon's job (edge_app.daemon), not the chain's.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edge_app.explanation import explain
+from edge_app.results import (Explanation, ModelInfo, PatientContext, QualitySummary, TriageResult, WindowSpan,
+                              new_id, utc_now_iso)
+from edge_app.triage import decide, merge_thresholds
+from edge_app.windowing import Window, WindowAssembler
+
+log = logging.getLogger(__name__)
+LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+ELECTRODES = ("RA", "LA", "LL", "V1", "V2", "V3", "V4", "V5", "V6")
+
+
+@dataclass
+class PipelineSettings:
+    stride_s: float = 5.0
+    length_s: float = 10.0
+    threshold_overrides: dict[str, float] = field(default_factory=dict)
+    hr_low_bpm: float = 40.0
+    hr_high_bpm: float = 150.0
+    deadline_s: float = 2.0
+    mains_hz: int = 50
+    explain_leads: bool = True        # per-lead occlusion for positive findings (12 extra inferences)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "PipelineSettings":
+        return cls(stride_s=float(cfg.get("windows.stride_s")), length_s=float(cfg.get("windows.length_s")),
+                   threshold_overrides=cfg.thresholds, hr_low_bpm=float(cfg.get("triage.hr_low_bpm")),
+                   hr_high_bpm=float(cfg.get("triage.hr_high_bpm")), deadline_s=float(cfg.get("model.deadline_s")),
+                   mains_hz=int(cfg.get("signal.mains_hz")))
+
+
+def _resampler_factory(fs: float) -> Any:
+    from edge_app.signal_chain.conditioning import StreamingResampler
+    return StreamingResampler(fs)
+
+
+def _call_quality(window_uv: np.ndarray, fs: float, lead_off: np.ndarray | None, mains_hz: int) -> Any:
+    from edge_app.signal_chain.quality import ecg_quality
+    params = inspect.signature(ecg_quality).parameters
+    kw: dict[str, Any] = {"lead_off": lead_off}
+    if "mains_hz" in params:
+        kw["mains_hz"] = mains_hz
+    return ecg_quality(window_uv, fs, **kw)
+
+
+def quality_summary(q: Any) -> QualitySummary:
+    """Map the signal chain's QualityReport onto the result's QualitySummary (JSON-safe)."""
+    per_lead: dict[str, Any] = {}
+    raw = getattr(q, "per_lead", None) or getattr(q, "leads", None)
+    if isinstance(raw, dict):
+        for k, v in raw.items():
+            per_lead[str(k)] = _jsonable(v)
+    elif isinstance(raw, (list, tuple)):
+        for i, v in enumerate(raw):
+            per_lead[LEADS[i] if i < 12 else str(i)] = _jsonable(v)
+    return QualitySummary(verdict=str(q.verdict), reasons=[str(r) for r in getattr(q, "reasons", [])],
+                          electrodes_off=[str(e) for e in getattr(q, "electrodes_off", [])], per_lead=per_lead)
+
+
+def _jsonable(v: Any) -> Any:
+    import dataclasses
+    if dataclasses.is_dataclass(v):
+        v = dataclasses.asdict(v)
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, (np.floating, float)):
+        f = float(v)
+        return round(f, 4) if np.isfinite(f) else None
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+@dataclass
+class Analysis:
+    """A result plus what the daemon needs to store/show it (the raw strip, the quality report)."""
+    result: TriageResult
+    window: Window
+    quality: Any
+    overran: bool = False
+
+
+class Pipeline:
+    def __init__(self, model: Any, settings: PipelineSettings, device_id: str,
+                 patient: Callable[[], PatientContext] | None = None,
+                 resampler_factory: Callable[[float], Any] = _resampler_factory):
+        self.model = model
+        self.settings = settings
+        self.device_id = device_id
+        self.patient = patient or (lambda: PatientContext())
+        self.resampler_factory = resampler_factory
+        self.assembler: WindowAssembler | None = None
+        self.backend_name = str(getattr(getattr(model, "backend", None), "name", ""))
+        self.windows_analysed = 0
+        self.last_quality: Any = None
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return merge_thresholds(self.model.thresholds, self.settings.threshold_overrides)
+
+    def set_model(self, model: Any) -> None:
+        self.model = model
+        self.backend_name = str(getattr(getattr(model, "backend", None), "name", ""))
+
+    def set_stride(self, stride_s: float) -> None:
+        self.settings.stride_s = float(stride_s)
+        if self.assembler is not None:
+            self.assembler.stride_s = float(stride_s)
+
+    def process_block(self, block: Any, record: str | None = None) -> list[Analysis]:
+        """Push one SampleBlock; analyse every window it completed."""
+        t_arrival = time.monotonic()
+        if self.assembler is None or self.assembler.fs != float(block.fs):
+            self.assembler = WindowAssembler(block.fs, self.settings.stride_s, self.resampler_factory,
+                                             length_s=self.settings.length_s)
+        return [self.analyse_window(w, record=record, t_arrival=t_arrival) for w in self.assembler.push(block)]
+
+    def finish(self, record: str | None = None) -> list[Analysis]:
+        """End of a finite stream (replay): analyse the windows completed by flushing the resampler."""
+        if self.assembler is None:
+            return []
+        return [self.analyse_window(w, record=record) for w in self.assembler.flush()]
+
+    def analyse_window(self, w: Window, record: str | None = None, t_arrival: float | None = None) -> Analysis:
+        t0 = time.monotonic()
+        t_arrival = t0 if t_arrival is None else t_arrival
+        timings: dict[str, float] = {}
+        rid = new_id()
+        patient = self.patient()
+        q = _call_quality(w.native_uv, w.fs, w.lead_off, self.settings.mains_hz)
+        self.last_quality = q
+        qs = quality_summary(q)
+        t1 = time.monotonic()
+        timings["quality_ms"] = (t1 - t0) * 1000
+        probabilities = None
+        hr = None
+        explanation = Explanation(summary="Not interpreted: signal unusable." if qs.verdict == "unusable" else "")
+        thresholds = self.thresholds
+        if qs.verdict != "unusable":
+            hr = self._heart_rate(w)
+            t2 = time.monotonic()
+            timings["beats_ms"] = (t2 - t1) * 1000
+            pred = self.model.predict(w.model_uv, patient.age, patient.sex)
+            t3 = time.monotonic()
+            timings["model_ms"] = (t3 - t2) * 1000
+            probabilities = {c: round(float(p), 6) for c, p in pred.probabilities.items()}
+        decision = decide(probabilities, thresholds, qs.verdict, qs.reasons, hr, self.settings.hr_low_bpm,
+                          self.settings.hr_high_bpm, self.device_id, rid)
+        if probabilities is not None:
+            t4 = time.monotonic()
+            importance = None
+            if decision.positive and self.settings.explain_leads:
+                importance = self.model.lead_importance(w.model_uv, patient.age, patient.sex)
+            explanation = explain(decision.positive, probabilities, thresholds, pred.cam, importance)
+            timings["explain_ms"] = (time.monotonic() - t4) * 1000
+        if w.gap_before:
+            qs.reasons = qs.reasons + [f"window follows a gap in the stream ({', '.join(w.events) or 'samples missing'})"]
+        done = time.monotonic()
+        timings["analysis_ms"] = (done - t0) * 1000
+        timings["since_last_sample_ms"] = (done - t_arrival) * 1000
+        overran = (done - t0) > self.settings.deadline_s
+        res = TriageResult(
+            id=rid, device_id=self.device_id, time=utc_now_iso(), record=record,
+            window=WindowSpan(start_index=int(w.start_index), end_index=int(w.end_index), fs=float(w.fs),
+                              start_s=round(w.start_s, 4), end_s=round(w.end_s, 4)),
+            quality=qs, probabilities=probabilities, triage_level=decision.level,
+            alarm_priority=decision.priority, explanation=explanation,
+            heart_rate_bpm=None if hr is None else round(float(hr), 1), patient=patient,
+            model=ModelInfo(version=str(self.model.model_version), sha256=str(self.model.model_sha256),
+                            backend=self.backend_name),
+            alarms=decision.alarms, gap_before=bool(w.gap_before),
+            timings_ms={k: round(v, 2) for k, v in timings.items()})
+        self.windows_analysed += 1
+        return Analysis(res, w, q, overran)
+
+    def _heart_rate(self, w: Window) -> float | None:
+        from edge_app.signal_chain.beats import ecg_measure
+        try:
+            return ecg_measure(w.native_uv, w.fs).heart_rate_bpm
+        except ValueError as e:           # too short / flat: no rate rather than a wrong one
+            log.debug("no heart rate: %s", e)
+            return None
+
+
+# ------------------------------------------------------------------------------------------- replay
+class RecordError(ValueError):
+    """A record that cannot be replayed (missing, not 12 leads, rate below 100 Hz)."""
+
+
+def read_record(path: str | Path) -> tuple[np.ndarray, float, str]:
+    """WFDB record -> ((n, 12) microvolts in standard lead order, fs, name)."""
+    import wfdb
+    p = Path(path)
+    if p.suffix in (".hea", ".dat"):
+        p = p.with_suffix("")
+    try:
+        rec = wfdb.rdrecord(str(p))
+    except FileNotFoundError:
+        raise RecordError(f"{p}: no such WFDB record (give the path without extension, e.g. records500/00000/00001_hr)") from None
+    except Exception as e:  # noqa: BLE001 - wfdb raises many types for a bad header
+        raise RecordError(f"{p}: cannot read WFDB record ({e})") from None
+    fs = float(rec.fs)
+    if fs < 100:
+        raise RecordError(f"{p}: sampled at {fs:g} Hz; replay needs at least 100 Hz")
+    names = [str(n).strip().upper() for n in rec.sig_name]
+    want = [n.upper() for n in LEADS]
+    try:
+        order = [names.index(n) for n in want]
+    except ValueError:
+        if rec.n_sig == 12:
+            order = list(range(12))
+            log.warning("%s: lead names %s not standard; assuming standard order", p, rec.sig_name)
+        else:
+            raise RecordError(f"{p}: needs the 12 standard leads {list(LEADS)}, has {rec.sig_name}") from None
+    units = [str(u).lower() for u in rec.units]
+    scale = np.array([1.0 if units[i] in ("uv", "µv") else 1000.0 for i in order])
+    x = rec.p_signal[:, order] * scale
+    if not np.all(np.isfinite(x)):
+        x = np.nan_to_num(x, nan=0.0)    # WFDB NaN = invalid sample; the quality gate judges the result
+    return x, fs, p.name
+
+
+def record_blocks(x: np.ndarray, fs: float, block_s: float = 0.1) -> list[Any]:
+    """Cut a record into SampleBlocks as the driver would deliver them (no lead-off information)."""
+    from firmware_bridge.samples import SampleBlock
+    n = max(1, int(round(block_s * fs)))
+    out = []
+    for i in range(0, len(x), n):
+        seg = x[i:i + n]
+        out.append(SampleBlock(first_index=i, fs=fs, leads_uv=seg, lead_off=np.zeros((len(seg), 9), dtype=bool)))
+    return out
+
+
+def analyse_record(path: str | Path, age: float | None = None, sex: str | None = None, model: Any = None,
+                   settings: PipelineSettings | None = None, device_id: str = "replay",
+                   config: Any = None) -> list[TriageResult]:
+    """Replay one WFDB record through the daemon's chain; one TriageResult per 10 s window."""
+    if config is None:
+        from edge_app.config import load_config
+        config = load_config(None)
+    if model is None:
+        from edge_app.inference import load_model
+        model = load_model(config.manifest_path, backend=config.get("model.backend"),
+                           num_threads=config.get("model.num_threads"))
+    settings = settings or PipelineSettings.from_config(config)
+    x, fs, name = read_record(path)
+    ctx = PatientContext(age=age, sex=sex)
+    pipe = Pipeline(model, settings, device_id, patient=lambda: ctx)
+    results = []
+    for b in record_blocks(x, fs):
+        results.extend(a.result for a in pipe.process_block(b, record=str(path)))
+    results.extend(a.result for a in pipe.finish(record=str(path)))
+    return results

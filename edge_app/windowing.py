@@ -1,0 +1,179 @@
+"""Sliding 10 s windows over the sample stream, never spanning a gap.
+
+The assembler keeps two ring buffers of the current contiguous segment: the native-rate samples (for
+the quality gate, heart rate and the stored raw strip) and the 100 Hz samples from the streaming
+resampler (the model's input). A window is emitted as soon as both rings hold it: the first one as
+soon as the first 10 s of a segment exist, then every `stride_s`.
+
+Why reset on a gap: samples on both sides of a dropped run or a device reset are not one ECG; a
+window across it would feed the model a discontinuity that looks like a conduction abnormality. So a
+gap (gap_before != 0, or an index jump, or an fs change) starts a new segment, a new resampler (its
+filter state belongs to the old signal), and the next window carries `gap_before=True`.
+
+The 100 Hz output j of a segment is taken to correspond to native time seg_start + j / 100 s (the
+streaming resampler compensates its own delay, which is what makes it identical to the offline
+`resample_to_model_rate`).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from edge_app.signal_chain.contract import FS_HZ, N_SAMPLES
+
+log = logging.getLogger(__name__)
+
+
+class Ring:
+    """Fixed-capacity ring of rows addressed by absolute row number (0 = first row ever appended)."""
+
+    def __init__(self, capacity: int, width: int, dtype: Any = np.float64):
+        self.buf = np.zeros((capacity, width), dtype=dtype)
+        self.capacity = capacity
+        self.count = 0          # rows appended in total
+
+    def append(self, x: np.ndarray) -> None:
+        n = len(x)
+        if n == 0:
+            return
+        if n >= self.capacity:
+            x = x[-self.capacity:]
+            self.count += n - self.capacity
+            n = self.capacity
+        pos = self.count % self.capacity
+        first = min(n, self.capacity - pos)
+        self.buf[pos:pos + first] = x[:first]
+        if first < n:
+            self.buf[:n - first] = x[first:]
+        self.count += n
+
+    def get(self, start: int, end: int) -> np.ndarray:
+        """Rows [start, end) by absolute number; they must still be held."""
+        if start < self.count - self.capacity or end > self.count or start > end:
+            raise IndexError(f"rows [{start}, {end}) not held (have [{max(0, self.count - self.capacity)}, "
+                             f"{self.count}))")
+        idx = np.arange(start, end) % self.capacity
+        return self.buf[idx]
+
+    def clear(self) -> None:
+        self.count = 0
+
+
+@dataclass
+class Window:
+    start_index: int                # stream index of the first native sample
+    end_index: int                  # stream index of the last native sample + 1
+    fs: float
+    native_uv: np.ndarray           # (n, 12) microvolts at fs
+    lead_off: np.ndarray            # (n, 9) bool
+    model_uv: np.ndarray            # (1000, 12) microvolts at 100 Hz
+    gap_before: bool = False
+    events: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def start_s(self) -> float:
+        return self.start_index / self.fs
+
+    @property
+    def end_s(self) -> float:
+        return self.end_index / self.fs
+
+
+@dataclass
+class GapEvent:
+    at_index: int
+    missing: int                    # samples missing (-1 unknown)
+    events: tuple[str, ...]
+
+
+class WindowAssembler:
+    """Feed SampleBlocks with `push`; get the windows that became complete."""
+
+    def __init__(self, fs: float, stride_s: float, resampler_factory: Callable[[float], Any],
+                 length_s: float = 10.0, keep_s: float | None = None):
+        self.fs = float(fs)
+        self.stride_s = float(stride_s)
+        self.length_s = float(length_s)
+        self.resampler_factory = resampler_factory
+        self.n_native = int(round(self.length_s * self.fs))
+        keep = keep_s if keep_s is not None else self.length_s + self.stride_s + 5.0
+        self.native = Ring(int(keep * self.fs) + 1, 12)
+        self.lead_off = Ring(int(keep * self.fs) + 1, 9, dtype=bool)
+        self.model = Ring(int(keep * FS_HZ) + 1, 12)
+        self.gaps: list[GapEvent] = []
+        self._expected: int | None = None
+        self._reset(0, gap=False)
+
+    def _reset(self, seg_start: int, gap: bool, events: tuple[str, ...] = ()) -> None:
+        self.seg_start = seg_start
+        self.native.clear()
+        self.lead_off.clear()
+        self.model.clear()
+        self.resampler = self.resampler_factory(self.fs)
+        self.next_start_100 = 0               # next window start, in 100 Hz samples from seg_start
+        self.pending_gap = gap
+        self.pending_events = events
+
+    def push(self, block: Any) -> list[Window]:
+        """Add one SampleBlock; return completed windows (possibly none)."""
+        if block.n == 0:
+            return []
+        if float(block.fs) != self.fs:
+            raise ValueError(f"block at {block.fs} Hz fed to a {self.fs} Hz assembler")
+        jump = self._expected is not None and block.first_index != self._expected
+        if block.gap_before != 0 or jump or "device_reset" in block.events:
+            missing = block.gap_before if block.gap_before != 0 else (block.first_index - (self._expected or 0))
+            self.gaps.append(GapEvent(block.first_index, int(missing), tuple(block.events)))
+            log.info("gap before sample %d (%s missing%s): starting a new window segment",
+                     block.first_index, "unknown" if missing < 0 else missing,
+                     f", events {list(block.events)}" if block.events else "")
+            self._reset(block.first_index, gap=True, events=tuple(block.events))
+        elif self._expected is None:
+            self._reset(block.first_index, gap=False, events=tuple(block.events))
+        self._expected = block.first_index + block.n
+        x = np.asarray(block.leads_uv, dtype=np.float64)
+        self.native.append(x)
+        self.lead_off.append(np.asarray(block.lead_off, dtype=bool))
+        y = self.resampler.process(x)
+        if y is not None and len(y):
+            self.model.append(np.asarray(y, dtype=np.float64))
+        return self._emit()
+
+    def flush(self) -> list[Window]:
+        """End of a finite stream (a replayed record): let the resampler finish its last outputs, as the
+        offline resampler does, and return the windows that completes."""
+        y = self.resampler.flush() if hasattr(self.resampler, "flush") else None
+        if y is not None and len(y):
+            self.model.append(np.asarray(y, dtype=np.float64))
+        return self._emit()
+
+    def _emit(self) -> list[Window]:
+        out = []
+        ratio = self.fs / FS_HZ
+        while True:
+            s100 = self.next_start_100
+            if self.model.count < s100 + N_SAMPLES:
+                break
+            ns = int(round(s100 * ratio))
+            ne = ns + self.n_native
+            if self.native.count < ne:
+                break
+            try:
+                w = Window(start_index=self.seg_start + ns, end_index=self.seg_start + ne, fs=self.fs,
+                           native_uv=self.native.get(ns, ne), lead_off=self.lead_off.get(ns, ne),
+                           model_uv=self.model.get(s100, s100 + N_SAMPLES), gap_before=self.pending_gap,
+                           events=self.pending_events)
+            except IndexError:
+                # We fell behind by more than the ring holds (cannot happen at real time); skip ahead.
+                log.warning("window at %d no longer buffered; skipping ahead", s100)
+                self.next_start_100 = max(s100 + int(round(self.stride_s * FS_HZ)),
+                                          self.model.count - N_SAMPLES)
+                continue
+            self.pending_gap = False
+            self.pending_events = ()
+            out.append(w)
+            self.next_start_100 = s100 + int(round(self.stride_s * FS_HZ))
+        return out
