@@ -224,12 +224,13 @@ class FrontEndSimulator:
         self.firmware_version = firmware_version
         #: one count in picovolts; the simulator quantises with exactly what it reports
         self.lsb_pv = int(round(self.vref_uv * 1e6 / self.gain / 2 ** 23))
-        rates = set(P.STANDARD_RATES) | {self.boot_rate}
-        if self.record_fs <= 1000:
+        rates = set(P.STANDARD_RATES)
+        if P.FRAMES_PER_SECOND <= self.record_fs <= 1000:     # replay a record at its own rate too
             rates.add(self.record_fs)
         self.supported_rates = tuple(sorted(rates))[: P.MAX_RATES]
-        if self.boot_rate not in self.supported_rates or self.boot_rate < P.FRAMES_PER_SECOND:
-            raise SimulatorError(f"fs={fs}: choose one of {self.supported_rates} (>= 50 Hz)")
+        if self.boot_rate not in self.supported_rates:
+            raise SimulatorError(f"fs={fs}: choose one of {', '.join(map(str, self.supported_rates))} "
+                                 f"(the standard rates or the record's own rate)")
         self.stats = SimulatorStats()
         self._rng = np.random.default_rng(seed)
         self._chan_phase = self._rng.uniform(0, 2 * np.pi, size=8)
