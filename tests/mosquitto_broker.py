@@ -64,6 +64,9 @@ class MosquittoBroker:
                  "log_dest stderr", "log_type error", "log_type warning", "log_type notice",
                  "max_inflight_messages 100", "max_queued_messages 100000",
                  "message_size_limit 0"]
+        if os.geteuid() == 0:  # mosquitto would drop to user "mosquitto", who cannot write our temp dir
+            import pwd
+            lines.append(f"user {pwd.getpwuid(0).pw_name}")
         if self.persistence:
             lines += ["persistence true", f"persistence_location {self.workdir}/"]
         if self.tls:

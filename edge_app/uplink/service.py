@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 DISCLAIMER = "Triage aid, not a diagnosis. A clinician must read the ECG."
 ONLINE, OFFLINE = b"online", b"offline"
+#: After a broker refuses a message (MQTT 5 PUBACK failure), wait this long before offering it again.
+REFUSED_RETRY_S = 30.0
 
 
 def iso(ts: float) -> str:
@@ -70,7 +72,8 @@ class Uplink:
         self._connected = threading.Event()
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._acks: queue.SimpleQueue[tuple[int, bool, str]] = queue.SimpleQueue()
+        self._deferred: dict[int, float] = {}  # seq -> monotonic time before which it is not resent
         self._inflight: dict[int, QueuedMessage] = {}  # paho mid -> row; sender thread only
         self._cmd_queue: queue.Queue[tuple[str, bytes, Any] | None] = queue.Queue(maxsize=16)
         self._threads: list[threading.Thread] = []
@@ -81,7 +84,7 @@ class Uplink:
         self._last_telemetry = 0.0
         self._last_full_alarm = 0.0
         self.counters = {"queued": 0, "delivered": 0, "historical_sent": 0, "refused": 0, "connects": 0,
-                         "disconnects": 0, "commands": 0, "telemetry_sent": 0}
+                         "disconnects": 0, "commands": 0, "telemetry_sent": 0, "broker_refused": 0}
         self.last_error: str | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------------------
@@ -242,7 +245,9 @@ class Uplink:
             log.warning("MQTT link lost (%s); results stay queued on disk", reason_code)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
-        self._acks.put(mid)
+        # MQTT 5 brokers may PUBACK with a failure (e.g. 0x87 not authorized): that is NOT a delivery.
+        failed = bool(getattr(reason_code, "is_failure", False))
+        self._acks.put((mid, failed, str(reason_code)))
         self._wake.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
@@ -280,12 +285,22 @@ class Uplink:
         delivered: list[QueuedMessage] = []
         while True:
             try:
-                mid = self._acks.get_nowait()
+                mid, failed, reason = self._acks.get_nowait()
             except queue.Empty:
                 break
             msg = self._inflight.pop(mid, None)
-            if msg is not None:
-                delivered.append(msg)
+            if msg is None:
+                continue
+            if failed:
+                # Keep the row; retry later. The broker refused it (ACL, quota): say so, do not drop it.
+                self._deferred[msg.seq] = time.monotonic() + REFUSED_RETRY_S
+                self.last_error = f"broker refused message {msg.msg_id}: {reason}"
+                with self._lock:
+                    self.counters["broker_refused"] += 1
+                log.error("broker refused %s on %s: %s (kept in the outbox, retry in %ss)",
+                          msg.msg_id, msg.kind, reason, REFUSED_RETRY_S)
+                continue
+            delivered.append(msg)
         if not delivered:
             return
         self.outbox.remove(m.seq for m in delivered)
@@ -302,7 +317,10 @@ class Uplink:
         room = self.config.max_inflight - len(self._inflight)
         if room <= 0:
             return
-        in_flight = {m.seq for m in self._inflight.values()}
+        now_m = time.monotonic()
+        for seq in [s for s, t in self._deferred.items() if t <= now_m]:
+            del self._deferred[seq]
+        in_flight = {m.seq for m in self._inflight.values()} | set(self._deferred)
         client = self._client
         assert client is not None
         now = time.time()

@@ -1,0 +1,55 @@
+"""`ecg-edge outbox`: what is waiting to be delivered (depth, oldest, by priority).
+
+Why read-only: the daemon may be running and writing; this opens the SQLite file in read-only mode, so
+inspecting a stuck clinic device can never disturb its queue. The daemon's CLI dispatches here.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import sys
+import time
+
+from .outbox import open_readonly_summary
+
+DEFAULT_DB = os.path.join("/var/lib/ecg-edge", "outbox.db")
+
+
+def run(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="ecg-edge outbox", description="Show the MQTT outbox: results and alarms "
+                                "waiting for the broker's acknowledgement.")
+    p.add_argument("--db", default=os.environ.get("ECG_OUTBOX_DB", DEFAULT_DB),
+                   help="outbox database (default <storage.state_dir>/outbox.db)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    a = p.parse_args(argv)
+    try:
+        s = open_readonly_summary(a.db)
+    except FileNotFoundError:
+        print(f"ecg-edge outbox: no outbox at {a.db} (nothing queued yet, or give --db "
+              f"<storage.state_dir>/outbox.db)", file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:
+        print(f"ecg-edge outbox: cannot read {a.db}: {exc}", file=sys.stderr)
+        return 2
+    if a.json:
+        print(json.dumps(s, indent=1))
+        return 0
+    print(f"outbox {s['path']}: {s['depth']} message(s) waiting, {s['bytes']} bytes")
+    if s["oldest"]:
+        o = s["oldest"]
+        print(f"oldest: {o['kind']} {o['msg_id']} priority {o['priority']}, queued "
+              f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(o['created']))} ({o['age_s']:.0f} s ago)")
+    for name, v in s["by_priority"].items():
+        age = f", oldest {time.time() - v['oldest']:.0f} s ago" if v["oldest"] else ""
+        print(f"  {name:7} {v['count']:7d}{age}")
+    return 0
+
+
+def main() -> None:  # pragma: no cover - convenience for `python -m`
+    sys.exit(run(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()
