@@ -233,10 +233,16 @@ def cobs_encode(data: bytes) -> bytes:
 
 
 def cobs_decode(enc: bytes) -> bytes:
-    """Inverse of cobs_encode; raises FramingError on a structurally impossible input."""
-    out = bytearray()
+    """Inverse of cobs_encode; raises FramingError on a structurally impossible input.
+
+    Fast path (why it looks odd): collect the groups and join them with 0x00 in one C call; only a
+    frame with a full 254-byte group (code 0xFF, no implied zero) takes the general loop.
+    """
+    parts = []
+    append = parts.append
     i = 0
     n = len(enc)
+    long_group = False
     while i < n:
         code = enc[i]
         if code == 0:
@@ -244,6 +250,17 @@ def cobs_decode(enc: bytes) -> bytes:
         j = i + code
         if j > n:
             raise FramingError("COBS group runs past the end of the frame")
+        if code == 0xFF:
+            long_group = True
+        append(enc[i + 1:j])
+        i = j
+    if not long_group:
+        return b"\x00".join(parts)
+    out = bytearray()
+    i = 0
+    while i < n:
+        code = enc[i]
+        j = i + code
         out += enc[i + 1:j]
         if code != 0xFF and j < n:
             out.append(0)
@@ -329,13 +346,16 @@ def encode(msg: Message) -> bytes:
 
 
 def _unpack_counts(payload: bytes, offset: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised: n records of (u16 status, 8 x int24 LE) -> status (n,) uint16, counts (n, 8) int32."""
     rec = np.frombuffer(payload, dtype=np.uint8, count=n * SAMPLE_RECORD_BYTES, offset=offset)
     rec = rec.reshape(n, SAMPLE_RECORD_BYTES)
-    status = rec[:, 0].astype(np.uint16) | (rec[:, 1].astype(np.uint16) << 8)
-    b = rec[:, 2:].reshape(n, N_CHANNELS, 3).astype(np.int32)
-    u = b[:, :, 0] | (b[:, :, 1] << 8) | (b[:, :, 2] << 16)
-    counts = (u ^ 0x800000) - 0x800000
-    return status, counts
+    status = rec[:, :2].copy().view("<u2").reshape(n)
+    b = rec[:, 2:].reshape(n, N_CHANNELS, 3)
+    wide = np.empty((n, N_CHANNELS, 4), dtype=np.uint8)
+    wide[:, :, :3] = b
+    wide[:, :, 3] = (b[:, :, 2] >> 7) * np.uint8(0xFF)          # sign extension
+    counts = wide.view("<i4").reshape(n, N_CHANNELS)
+    return status.astype(np.uint16), counts.astype(np.int32)
 
 
 def decode_payload(payload: bytes) -> Message:
