@@ -95,7 +95,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from edge_app.config import config_from_dict
     from edge_app.daemon import Daemon
     from firmware_bridge.simulator import FrontEndSimulator
-    _setup_logging("WARNING" if not args.verbose else "INFO")
+    _setup_logging("ERROR" if not args.verbose else "INFO")
     record = Path(args.record) if args.record else DEFAULT_DEMO_RECORD
     tmp = tempfile.TemporaryDirectory(prefix="ecg-edge-demo-")
     sim = FrontEndSimulator(str(record), fs=500, speed=args.speed, loop=True, faults=args.fault or [],

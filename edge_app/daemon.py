@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import signal
 import threading
 import time
@@ -41,6 +42,9 @@ from edge_app.supervision import Notifier, Watchdog
 log = logging.getLogger("edge_app.daemon")
 HONEST_IDLE = ("no_device", "connecting")     # driver states that count as progress while idle
 SECRET_KEYS = ("password",)
+WINDOW_CONDITIONS = ("suspected_mi", "abnormal_ecg", "extreme_heart_rate", "signal_unusable")
+CLEAR_AFTER_WINDOWS = 2
+QUEUE_BLOCKS = 50 * 120          # 2 min of 20 ms blocks between the serial reader and the analysis
 
 
 def _default_driver_factory(port: str, baudrate: int) -> Any:
@@ -68,6 +72,7 @@ class Daemon:
         self.state = "starting"
         self._alarms: "OrderedDict[str, Alarm]" = OrderedDict()     # recent alarms by id
         self.active: dict[str, str] = {}                            # alarm code -> active alarm id
+        self._absent: dict[str, int] = {}                           # code -> consecutive windows without it
         self.latencies_ms: deque[float] = deque(maxlen=1000)
         self.counters = {"blocks": 0, "samples": 0, "windows": 0, "cannot_interpret": 0, "gaps": 0,
                          "errors": 0, "overruns": 0}
@@ -103,6 +108,7 @@ class Daemon:
                                            "backend": str(getattr(self.model.backend, "name", ""))})
         self.pipeline = Pipeline(self.model, PipelineSettings.from_config(cfg), cfg.device_id,
                                  patient=self.patient.get)
+        self._warm_up()
         self.control = ControlServer(cfg.control_socket, self)
         self.control.start()
         if mqtt_enabled(cfg.mqtt):
@@ -118,6 +124,23 @@ class Daemon:
         self.watchdog.start()
         log.info("ready in %.2f s (model %s sha256 %s..., state %s, control %s)", self.ready_s,
                  self.model.model_version, self.model.model_sha256[:12], cfg.state_dir, cfg.control_socket)
+
+    def _warm_up(self) -> None:
+        """Import and exercise everything the first window needs, so it is not 1 s late (lazy imports,
+        interpreter allocation, filter design caches)."""
+        import wfdb  # noqa: F401  (strip writer)
+        from edge_app.pipeline import _call_quality
+        from edge_app.signal_chain.beats import ecg_measure
+        fs = float(self.cfg.get("frontend.fs"))
+        t = np.arange(int(10 * fs)) / fs
+        x = np.outer(np.sin(2 * np.pi * 1.2 * t) * 500, np.ones(12))
+        try:
+            _call_quality(x, fs, np.zeros((len(x), 9), bool), int(self.cfg.get("signal.mains_hz")))
+            ecg_measure(x, fs)
+            self.pipeline.resampler_factory(fs).process(x[:100])
+            self.model.predict(np.zeros((1000, 12)), None, None)
+        except Exception as e:  # noqa: BLE001 - warm-up is an optimisation, never a reason not to start
+            log.debug("warm-up: %s", e)
 
     def _start_uplink(self) -> None:
         from edge_app.uplink.service import Uplink
@@ -159,26 +182,45 @@ class Daemon:
         finally:
             self.shutdown()
 
+    def _reader(self, idle: float) -> None:
+        """Serial reader thread: keeps the port drained even while an analysis runs, so a slow window
+        never makes the front end's buffer overflow (which would cost samples and reset the window)."""
+        while not self._stop.is_set():
+            try:
+                for item in self.driver.blocks(idle_timeout_s=idle):
+                    self._queue.put((time.monotonic(), item))
+                    if self._stop.is_set():
+                        break
+            except Exception:  # noqa: BLE001 - the driver promises not to raise; if it does, retry
+                log.exception("front-end driver failed; retrying in 1 s")
+            if not self._stop.is_set():
+                self._stop.wait(1.0)
+        self._queue.put((time.monotonic(), None))
+
     def _loop(self) -> None:
         idle = float(self.cfg.get("frontend.idle_timeout_s"))
+        self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_BLOCKS)
+        reader = threading.Thread(target=self._reader, args=(idle,), name="frontend-reader", daemon=True)
+        reader.start()
         last_status = 0.0
         while not self._stop.is_set():
-            for item in self.driver.blocks(idle_timeout_s=idle):
-                if self._stop.is_set():
-                    break
-                if item is None:
-                    self._idle()
-                else:
-                    self._on_block(item)
-                now = time.monotonic()
-                if now - last_status > 5.0:
-                    last_status = now
-                    self._publish_status()
+            try:
+                t_recv, item = self._queue.get(timeout=2 * idle + 1.0)
+            except queue.Empty:
+                # Not even an idle tick from the reader: the serial path is stuck. No watchdog progress.
+                self.state = "reader_stuck"
+                log.error("front-end reader gave no sign of life for %.1f s", 2 * idle + 1.0)
+                continue
+            if self._stop.is_set():
+                break
+            if item is None:
+                self._idle()
             else:
-                # The iterator ended (driver closed): do not spin; systemd's watchdog sees no progress.
-                if not self._stop.is_set():
-                    log.error("front-end driver stopped yielding; retrying in 1 s")
-                    self._stop.wait(1.0)
+                self._on_block(item, t_recv)
+            now = time.monotonic()
+            if now - last_status > 5.0:
+                last_status = now
+                self._publish_status()
 
     def _idle(self) -> None:
         st = str(getattr(self.driver, "status", "unknown"))
@@ -192,7 +234,7 @@ class Daemon:
                                   f"ECG front end connected but sending no samples ({st}).")
         self.state = st
 
-    def _on_block(self, block: Any) -> None:
+    def _on_block(self, block: Any, t_recv: float | None = None) -> None:
         self.watchdog.progress("samples")
         self.state = "streaming"
         self._clear_condition("no_device")
@@ -207,7 +249,7 @@ class Daemon:
         if self.hub is not None:
             self.hub.push_block(block)
         try:
-            analyses = self.pipeline.process_block(block)
+            analyses = self.pipeline.process_block(block, t_arrival=t_recv)
         except Exception:       # noqa: BLE001 - one bad block must not stop the appliance
             self.counters["errors"] += 1
             log.exception("analysis failed on block at %d; the window restarts", block.first_index)
@@ -237,8 +279,15 @@ class Daemon:
             latched.append(self._raise_condition(al.code, al.kind, al.priority, al.message, result_id=r.id))
         r.alarms = latched
         for code in list(self.active):
-            if code not in codes and code in ("suspected_mi", "abnormal_ecg", "extreme_heart_rate", "signal_unusable"):
-                self._clear_condition(code)
+            if code in codes:
+                self._absent.pop(code, None)
+            elif code in WINDOW_CONDITIONS:
+                # Hysteresis: a condition ends after CLEAR_AFTER_WINDOWS consecutive windows without it, so a
+                # probability hovering at its threshold does not make the alarm flap every stride.
+                self._absent[code] = self._absent.get(code, 0) + 1
+                if self._absent[code] >= CLEAR_AFTER_WINDOWS or code == "signal_unusable":
+                    self._absent.pop(code, None)
+                    self._clear_condition(code)
         d = r.to_dict()
         stored = self.store.put(d, a.window.native_uv, a.window.fs)
         self.audit.append("result", {

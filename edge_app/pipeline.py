@@ -135,9 +135,9 @@ class Pipeline:
         if self.assembler is not None:
             self.assembler.stride_s = float(stride_s)
 
-    def process_block(self, block: Any, record: str | None = None) -> list[Analysis]:
-        """Push one SampleBlock; analyse every window it completed."""
-        t_arrival = time.monotonic()
+    def process_block(self, block: Any, record: str | None = None, t_arrival: float | None = None) -> list[Analysis]:
+        """Push one SampleBlock (received at monotonic time t_arrival); analyse every window it completed."""
+        t_arrival = time.monotonic() if t_arrival is None else t_arrival
         if self.assembler is None or self.assembler.fs != float(block.fs):
             self.assembler = WindowAssembler(block.fs, self.settings.stride_s, self.resampler_factory,
                                              length_s=self.settings.length_s)

@@ -1,0 +1,322 @@
+"""End-to-end: the REAL daemon process (`python -m edge_app.cli run --config tmp.toml`) against the real
+front-end simulator over a pseudo-terminal, replaying real PTB-XL records, with the real LiteRT model.
+
+Each test starts the simulator in this process (faster than real time) and the daemon as a subprocess,
+then talks to the daemon only through its public surfaces: the control socket, the result store on
+disk, the audit log, sd_notify datagrams and its exit code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_app.patient import call
+from edge_app.results import validate_result_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORDS = ROOT / "edge_app" / "data" / "records"
+MI_RECORD = RECORDS / "00181_hr"          # PTB-XL ecg_id 181: ASMI/ALMI (superclass MI), 500 Hz
+NORM_RECORD = RECORDS / "00387_hr"        # PTB-XL ecg_id 387: NORM
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _sim(tmp: Path, record: Path, speed: float = 4.0, faults: tuple[str, ...] = ()):
+    from firmware_bridge.simulator import FrontEndSimulator
+    sim = FrontEndSimulator(str(record), fs=500, speed=speed, loop=True, faults=list(faults),
+                            link_path=str(tmp / "frontend"))
+    sim.start()
+    return sim
+
+
+def _config(tmp: Path, stride: float = 5.0, extra: str = "") -> Path:
+    p = tmp / "config.toml"
+    p.write_text(f"""
+[device]
+id = "test-dev"
+[frontend]
+port = "{tmp / 'frontend'}"
+[windows]
+stride_s = {stride}
+[storage]
+state_dir = "{tmp / 'state'}"
+[logging]
+level = "INFO"
+{extra}
+""")
+    return p
+
+
+class Notify:
+    """A stand-in for systemd's notify socket: collects sd_notify datagrams."""
+
+    def __init__(self, tmp: Path):
+        self.path = str(tmp / "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.05)
+        self.messages: list[str] = []
+
+    def drain(self) -> list[str]:
+        while True:
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except (socket.timeout, BlockingIOError):
+                return self.messages
+
+    def has(self, key: str, wait: float = 5.0) -> bool:
+        t_end = time.monotonic() + wait
+        while True:
+            if any(key in m.split("\n") for m in self.drain()):
+                return True
+            if time.monotonic() > t_end:
+                return False
+            time.sleep(0.05)
+
+
+def _start_daemon(cfg: Path, tmp: Path, notify: Notify | None = None, watchdog_usec: int | None = None):
+    env = dict(os.environ)
+    env.pop("NOTIFY_SOCKET", None)
+    if notify is not None:
+        env["NOTIFY_SOCKET"] = notify.path
+    if watchdog_usec:
+        env["WATCHDOG_USEC"] = str(watchdog_usec)
+    log = open(tmp / "daemon.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "edge_app.cli", "run", "--config", str(cfg)], cwd=str(ROOT),
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc._log = log  # type: ignore[attr-defined]
+    return proc
+
+
+def _sock(tmp: Path) -> Path:
+    return tmp / "state" / "control.sock"
+
+
+def _wait_ready(proc, tmp: Path, timeout: float = 40.0) -> None:
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        if proc.poll() is not None:
+            raise AssertionError(f"daemon exited {proc.returncode}: {(tmp / 'daemon.log').read_text()[-3000:]}")
+        try:
+            if call(_sock(tmp), "status", timeout=2)["ok"]:
+                return
+        except (ConnectionError, OSError, ValueError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError("daemon not ready: " + (tmp / "daemon.log").read_text()[-3000:])
+
+
+def _results(tmp: Path, n: int = 100) -> list[dict]:
+    """All results the daemon stored, oldest first (via the control socket)."""
+    r = call(_sock(tmp), "latest", n=n)
+    assert r["ok"], r
+    return list(reversed(r["result"]))
+
+
+def _wait_results(proc, tmp: Path, pred, timeout: float = 60.0) -> list[dict]:
+    t_end = time.monotonic() + timeout
+    res: list[dict] = []
+    while time.monotonic() < t_end:
+        if proc.poll() is not None:
+            raise AssertionError(f"daemon exited {proc.returncode}: {(tmp / 'daemon.log').read_text()[-3000:]}")
+        res = _results(tmp)
+        if pred(res):
+            return res
+        time.sleep(0.2)
+    raise AssertionError(f"condition not met after {timeout} s; {len(res)} results: "
+                         f"{[(r['window']['start_s'], r['triage_level'], r['quality']['reasons']) for r in res]}\n"
+                         + (tmp / "daemon.log").read_text()[-3000:])
+
+
+def _stop(proc, timeout: float = 20.0) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise AssertionError("daemon did not stop within 20 s of SIGTERM")
+    proc._log.close()
+    return proc.returncode
+
+
+def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge_app.cli", *args], cwd=str(ROOT), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _thresholds() -> dict[str, float]:
+    return json.loads((ROOT / "quantized_models" / "manifest.json").read_text())["thresholds"]
+
+
+# -------------------------------------------------------------------------------------------------
+def test_mi_record_streams_results_with_schema_high_priority_and_sd_notify(tmp_path):
+    sim = _sim(tmp_path, MI_RECORD, speed=4.0)
+    notify = Notify(tmp_path)
+    proc = _start_daemon(_config(tmp_path), tmp_path, notify=notify, watchdog_usec=2_000_000)
+    try:
+        _wait_ready(proc, tmp_path)
+        assert notify.has("READY=1"), notify.messages
+        # Patient context through the CLI, as a crew would set it.
+        r = _cli("patient", "set", "--age", "73", "--sex", "male", "--config", str(tmp_path / "config.toml"))
+        assert r.returncode == 0, r.stderr
+        res = _wait_results(proc, tmp_path, lambda rs: len(rs) >= 4)
+        for d in res:
+            assert validate_result_dict(d) == [], d
+            assert d["device_id"] == "test-dev" and d["notice"] == "Triage aid, not a diagnosis"
+            assert d["window"]["end_index"] - d["window"]["start_index"] == 5000
+            assert d["strip"]["format"] == "WFDB" and d["strip"]["n_samples"] == 5000
+        starts = [d["window"]["start_s"] for d in res]
+        assert starts[0] == 0.0 and all(b - a == pytest.approx(5.0) for a, b in zip(starts, starts[1:]))
+        assert res[-1]["patient"] == {"age": 73.0, "sex": "male"}
+        th = _thresholds()
+        interpreted = [d for d in res if d["probabilities"] is not None]
+        assert interpreted, "no window of a clean real record was interpreted"
+        detected = [d for d in interpreted if d["probabilities"]["MI"] >= th["MI"]]
+        assert detected, f"MI never detected on a PTB-XL MI record: {[d['probabilities'] for d in interpreted]}"
+        for d in detected:
+            assert d["triage_level"] == "high" and d["alarm_priority"] == "high"
+            mi = [a for a in d["alarms"] if a["code"] == "suspected_mi"]
+            assert mi and mi[0]["priority"] == "high" and mi[0]["kind"] == "physiological"
+            f = [f for f in d["explanation"]["findings"] if f["cls"] == "MI"][0]
+            assert f["leads"] and f["seconds"], f
+        time.sleep(1.5)
+        assert notify.has("WATCHDOG=1"), "watchdog never fed while samples were flowing"
+        st = call(_sock(tmp_path), "status")["result"]
+        assert st["frontend"]["status"] == "streaming" and st["watchdog"]["healthy"]
+        assert _stop(proc) == 0
+        assert notify.has("STOPPING=1")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sim.stop()
+    v = _cli("audit", "verify", "--config", str(tmp_path / "config.toml"))
+    assert v.returncode == 0, v.stdout
+    kinds = v.stdout
+    for k in ("result", "alarm", "patient_set", "model_loaded", "start", "stop"):
+        assert k in kinds, kinds
+
+
+def test_electrode_off_gives_cannot_interpret_within_one_window_then_recovers(tmp_path):
+    # Stream time: V2 electrode off from 22 s to 34 s. Windows every 5 s: [15,25) is the first to contain it.
+    sim = _sim(tmp_path, NORM_RECORD, speed=4.0, faults=("electrode_off:V2@22+12",))
+    proc = _start_daemon(_config(tmp_path), tmp_path)
+    try:
+        _wait_ready(proc, tmp_path)
+        res = _wait_results(proc, tmp_path, lambda rs: any(d["window"]["start_s"] >= 40 for d in rs), timeout=90)
+    finally:
+        _stop(proc)
+        sim.stop()
+    by_start = {d["window"]["start_s"]: d for d in res}
+    first_bad = by_start[15.0]
+    assert first_bad["triage_level"] == "cannot_interpret", first_bad["quality"]
+    assert first_bad["probabilities"] is None
+    tech = [a for a in first_bad["alarms"] if a["kind"] == "technical"]
+    assert tech and tech[0]["code"] == "signal_unusable"
+    assert "V2" in first_bad["quality"]["electrodes_off"]
+    for s in (20.0, 25.0, 30.0):                     # every window overlapping the fault
+        assert by_start[s]["triage_level"] == "cannot_interpret"
+    after = [d for d in res if d["window"]["start_s"] >= 35.0]
+    assert after and after[0]["triage_level"] != "cannot_interpret", after[0]["quality"]
+    assert after[0]["probabilities"] is not None
+
+
+def test_pulled_cable_and_frontend_reset_are_survived(tmp_path):
+    sim = _sim(tmp_path, NORM_RECORD, speed=3.0, faults=("disconnect@12+3", "reset@30"))
+    proc = _start_daemon(_config(tmp_path), tmp_path)
+    try:
+        _wait_ready(proc, tmp_path)
+        res = _wait_results(proc, tmp_path, lambda rs: sum(d["gap_before"] for d in rs) >= 2
+                            and rs[-1]["gap_before"] is False and len(rs) >= 5, timeout=120)
+        st = call(_sock(tmp_path), "status")["result"]
+        assert st["frontend"]["status"] == "streaming"
+        assert st["counters"]["gaps"] >= 2
+        assert proc.poll() is None
+    finally:
+        _stop(proc)
+        sim.stop()
+    gaps = [d for d in res if d["gap_before"]]
+    for d in gaps:                                    # the first window after a gap starts at the gap
+        assert any("gap" in r for r in d["quality"]["reasons"])
+    # No window spans a gap: windows after a gap start exactly where a new segment started.
+    audit = [json.loads(x) for x in (tmp_path / "state" / "audit.jsonl").read_text().splitlines()]
+    gap_idx = [e["data"]["at_index"] for e in audit if e["kind"] == "stream_gap"]
+    for d in res:
+        for g in gap_idx:
+            assert not (d["window"]["start_index"] < g < d["window"]["end_index"]), (d["window"], g)
+    assert _cli("audit", "verify", "--file", str(tmp_path / "state" / "audit.jsonl")).returncode == 0
+
+
+def test_sigkill_while_writing_loses_nothing_and_restart_verifies(tmp_path):
+    # stride 1 s at 8x: a result (JSON + WFDB strip + audit entry) every ~125 ms, so a kill lands mid-write.
+    sim = _sim(tmp_path, NORM_RECORD, speed=8.0)
+    cfg = _config(tmp_path, stride=1.0)
+    proc = _start_daemon(cfg, tmp_path)
+    seen: set[str] = set()
+    try:
+        _wait_ready(proc, tmp_path)
+        res = _wait_results(proc, tmp_path, lambda rs: len(rs) >= 8, timeout=90)
+        seen |= {d["id"] for d in res}
+        time.sleep(0.37)
+        seen |= {d["id"] for d in _results(tmp_path)}
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        proc._log.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    audit_before = [json.loads(x) for x in (tmp_path / "state" / "audit.jsonl").read_bytes().splitlines()
+                    if x.strip().endswith(b"}")]
+    committed = {e["data"]["id"] for e in audit_before if e.get("kind") == "result"}
+    proc2 = _start_daemon(cfg, tmp_path)
+    try:
+        _wait_ready(proc2, tmp_path)
+        _wait_results(proc2, tmp_path, lambda rs: len(rs) > len(seen) + 2, timeout=60)
+    finally:
+        assert _stop(proc2) == 0
+        sim.stop()
+    store = _cli("store", "verify", "--config", str(cfg), "--json")
+    rep = json.loads(store.stdout)
+    assert rep["ok"], rep["problems"]
+    from edge_app.storage import ResultStore
+    s = ResultStore(tmp_path / "state")
+    ids = set(s.ids())
+    s.close()
+    assert seen <= ids, f"results reported before SIGKILL are missing: {seen - ids}"
+    assert committed <= ids, f"audited results missing: {committed - ids}"
+    v = _cli("audit", "verify", "--config", str(cfg))
+    assert v.returncode == 0, v.stdout
+    # No stray temp files or orphan strips left behind.
+    day_files = [p for p in (tmp_path / "state" / "store" / "results").rglob("*")]
+    assert not [p for p in day_files if p.name.startswith(".")]
+    stems = {p.stem for p in day_files if p.suffix == ".json"}
+    assert {p.stem for p in day_files if p.suffix in (".hea", ".dat")} <= stems
+
+
+@pytest.mark.parametrize("body,key", [
+    ("[windows]\nstride_s = 0\n", "windows.stride_s"),
+    ("[frontend]\nbaud = 9600\n", "frontend.baud"),
+    ("[frontend]\nbaudrate = \"fast\"\n", "frontend.baudrate"),
+    ("[triage]\nhr_low_bpm = 100\nhr_high_bpm = 90\n", "triage.hr_low_bpm"),
+    ("[model.thresholds]\nMI = 1.5\n", "model.thresholds.MI"),
+    ("[mqtt]\nport = 70000\n", "mqtt.port"),
+    ("[wat]\nx = 1\n", "wat"),
+    ("[windows\nstride_s = 5\n", "<file>"),
+])
+def test_malformed_config_is_refused_with_key_and_fix(tmp_path, body, key):
+    p = tmp_path / "bad.toml"
+    p.write_text(body)
+    r = _cli("run", "--config", str(p), timeout=30)
+    assert r.returncode == 2
+    assert f"'{key}'" in r.stderr and "Fix:" in r.stderr, r.stderr
+    c = _cli("config", "check", str(p))
+    assert c.returncode == 2 and key in c.stdout and "Fix:" in c.stdout
