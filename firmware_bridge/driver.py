@@ -54,7 +54,7 @@ class FrontEndDriver:
     """
 
     def __init__(self, port_path: str, baudrate: int = 460800, rate_hz: int | None = 500, *,
-                 handshake_timeout_s: float = 1.0, stall_timeout_s: float = 1.0,
+                 handshake_timeout_s: float = 0.5, stall_timeout_s: float = 1.0,
                  restart_after_s: float = 3.0, backoff_initial_s: float = 0.1,
                  backoff_max_s: float = 5.0, read_timeout_s: float = 0.05) -> None:
         self.port_path = str(port_path)
@@ -77,6 +77,7 @@ class FrontEndDriver:
         self._token = 0
         self._backlog: list[P.Message] = []
         self._ever_connected = False
+        self._iterating = False
         self._pending_events: list[str] = []
         self._expect_seq: int | None = None
         self._last_ts: int | None = None
@@ -109,15 +110,22 @@ class FrontEndDriver:
         return self._info.rate_hz if self._info else None
 
     def close(self) -> None:
-        """Stop: ends blocks() and releases the port. Safe from another thread or a signal handler."""
+        """Stop: ends blocks() and releases the port. Safe from another thread or a signal handler.
+
+        While blocks() is being iterated, the read in progress is cancelled and the iterating thread
+        releases the port itself (closing a fd under a reader is a race); otherwise it is closed here.
+        """
         self._closed.set()
         with self._lock:
             ser = self._ser
+            iterating = self._iterating
         if ser is not None:
             try:
                 ser.cancel_read()
             except Exception:
                 pass
+            if not iterating:
+                self._drop_port()
 
     def __enter__(self) -> "FrontEndDriver":
         return self
@@ -248,6 +256,18 @@ class FrontEndDriver:
 
         Never raises because of the device or the bytes; ends when close() is called.
         """
+        with self._lock:
+            if self._iterating:
+                raise RuntimeError("blocks() is already being iterated")
+            self._iterating = True
+        try:
+            yield from self._blocks(idle_timeout_s)
+        finally:
+            with self._lock:
+                self._iterating = False
+            self._drop_port()
+
+    def _blocks(self, idle_timeout_s: float) -> Iterator[SampleBlock | None]:
         last_yield = time.monotonic()
         while not self._closed.is_set():
             now = time.monotonic()
@@ -292,7 +312,6 @@ class FrontEndDriver:
             if not out and now - last_yield >= idle_timeout_s:
                 yield None
                 last_yield = time.monotonic()
-        self._drop_port()
 
     def _lost_port(self, why: str) -> None:
         log.warning("front end lost on %s: %s", self.port_path, why)

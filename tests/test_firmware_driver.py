@@ -349,3 +349,38 @@ def test_handshake_refuses_unsupported_rate(sims):
     assert drv.status == "no_device" and "2000 Hz" in drv.last_error and "offers" in drv.last_error
     drv.close()
     assert list(it) == []
+
+
+def test_stall_then_restart_and_close_from_other_thread():
+    """A device that goes quiet: 'stalled', then the driver re-handshakes; close() ends iteration."""
+    dev = HandDevice()
+    drv = FrontEndDriver(dev.path, stall_timeout_s=0.2, restart_after_s=0.6)
+    it = drv.blocks(0.05)
+    status = np.zeros(10, np.uint16)
+    counts = np.zeros((10, 8), np.int32)
+    try:
+        for b in it:
+            if drv.status == "streaming":
+                break
+        dev.streaming.clear()
+        dev.write(P.encode(P.DataFrame(0, 0, status, counts)))
+        seen = []
+        deadline = time.monotonic() + 5
+        while not dev.streaming.is_set():          # wait for the driver to START the device again
+            b = next(it)
+            seen.append(drv.status)
+            assert time.monotonic() < deadline
+        assert "stalled" in seen
+        dev.write(P.encode(P.DataFrame(0, 0, status, counts)))
+        b = next(x for x in it if x is not None)
+        assert b.events == ("reconnected",) and b.gap_before == -1 and b.first_index == 10
+        assert drv.stats.reconnects == 1
+        # close from another thread while iterating: the iteration ends promptly
+        threading.Timer(0.3, drv.close).start()
+        t0 = time.monotonic()
+        rest = list(it)
+        assert all(x is None for x in rest) and time.monotonic() - t0 < 1.5
+        assert drv._ser is None
+    finally:
+        drv.close()
+        dev.close()
