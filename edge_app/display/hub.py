@@ -8,6 +8,11 @@ Samples are decimated for display (a boxcar over `fs / display_fs` samples: 500 
 default) into a ring of the last `ring_seconds`. Each display sample has a sequence number `seq`;
 clients ask for "everything since seq N" and a gap (dropped samples, reconnect) is marked by a
 NaN row so the page breaks the trace instead of drawing a false line across it.
+
+Like a bedside monitor's "monitor mode", the live trace is high-passed (first-order, 0.5 Hz) so
+electrode DC offsets and wander do not push it off the screen, and samples of a lead whose electrode
+reports lead-off are blanked (NaN) rather than drawn as a rail-to-rail line. Result strips are shown
+as the model sees them (the contract's zero-phase 0.5 Hz baseline removal), not through this filter.
 """
 from __future__ import annotations
 
@@ -26,6 +31,14 @@ from firmware_bridge.samples import ELECTRODES, LEADS
 log = logging.getLogger(__name__)
 
 SEXES = ("male", "female")
+DISPLAY_HIGHPASS_HZ = 0.5
+#: Electrodes each lead depends on (V leads are referred to Wilson's terminal: RA, LA, LL).
+LEAD_ELECTRODES: dict[str, tuple[str, ...]] = {
+    "I": ("RA", "LA"), "II": ("RA", "LL"), "III": ("LA", "LL"),
+    "aVR": ("RA", "LA", "LL"), "aVL": ("RA", "LA", "LL"), "aVF": ("RA", "LA", "LL"),
+    **{v: (v, "RA", "LA", "LL") for v in ("V1", "V2", "V3", "V4", "V5", "V6")},
+}
+_DEP = np.array([[e in LEAD_ELECTRODES[lead] for e in ELECTRODES] for lead in LEADS], dtype=bool)  # (12, 9)
 AGE_MIN, AGE_MAX = 0, 120
 
 
@@ -133,6 +146,10 @@ class LiveHub:
         self._seq = 0                      # display samples written so far
         self._next_index: int | None = None
         self._carry = np.zeros((0, 12), np.float64)
+        self._carry_off = np.zeros((0, 12), bool)
+        self._hp_x = np.full(12, np.nan)        # display high-pass state per lead (NaN = restart)
+        self._hp_y = np.zeros(12)
+        self._hp_r = 0.0
         self._samples_in = 0
         self._last_sample_time: float | None = None
         # state
@@ -161,6 +178,27 @@ class LiveHub:
         self._cap = max(1, int(math.ceil(self.ring_seconds * self._out_fs)))
         self._ring = np.full((self._cap, 12), np.nan, np.float32)
         self._carry = np.zeros((0, 12), np.float64)
+        self._carry_off = np.zeros((0, 12), bool)
+        self._hp_x = np.full(12, np.nan)
+        self._hp_y = np.zeros(12)
+        self._hp_r = math.exp(-2 * math.pi * DISPLAY_HIGHPASS_HZ / self._out_fs)
+
+    def _highpass(self, dec: np.ndarray, off: np.ndarray) -> np.ndarray:
+        """First-order DC blocker per lead, restarted (at 0) after a lead-off or gap."""
+        out = np.empty_like(dec)
+        r = self._hp_r
+        px, py = self._hp_x, self._hp_y
+        for i in range(dec.shape[0]):
+            x = dec[i]
+            bad = off[i] | ~np.isfinite(x)
+            fresh = np.isnan(px)
+            y = np.where(fresh, 0.0, x - px + r * py)
+            y = np.where(bad, np.nan, y)
+            px = np.where(bad, np.nan, x)
+            py = np.where(bad, 0.0, y)
+            out[i] = y
+        self._hp_x, self._hp_y = px, py
+        return out
 
     def _write(self, rows: np.ndarray) -> None:
         n = rows.shape[0]
@@ -194,25 +232,36 @@ class LiveHub:
                 self._reset_ring(fs)
                 self._next_index = None
             if self._next_index is not None and first_index != self._next_index:
-                # A gap (or restart): drop the partial group and break the trace.
+                # A gap (or restart): drop the partial group, break the trace, restart the filter.
                 self._carry = np.zeros((0, 12), np.float64)
+                self._carry_off = np.zeros((0, 12), bool)
+                self._hp_x = np.full(12, np.nan)
                 self._write(np.full((1, 12), np.nan, np.float32))
             self._next_index = int(first_index) + x.shape[0]
+            lo = None if lead_off is None else np.asarray(lead_off, dtype=bool)
+            if lo is not None and lo.shape == (x.shape[0], len(ELECTRODES)):
+                lead_is_off = (lo.astype(np.uint8) @ _DEP.T.astype(np.uint8)) > 0     # (n, 12)
+            else:
+                lo = None
+                lead_is_off = np.zeros(x.shape, bool)
             buf = np.concatenate([self._carry, x]) if self._carry.shape[0] else x
+            boff = np.concatenate([self._carry_off, lead_is_off]) if self._carry_off.shape[0] else lead_is_off
             k = buf.shape[0] // self._factor
             if k:
-                dec = buf[:k * self._factor].reshape(k, self._factor, 12).mean(axis=1)
-                self._write(dec.astype(np.float32))
+                m = k * self._factor
+                dec = buf[:m].reshape(k, self._factor, 12).mean(axis=1)
+                doff = boff[:m].reshape(k, self._factor, 12).any(axis=1)
+                self._write(self._highpass(dec, doff).astype(np.float32))
             self._carry = buf[k * self._factor:].copy()
+            self._carry_off = boff[k * self._factor:].copy()
             self._samples_in += x.shape[0]
             self._last_sample_time = time.time()
-            if lead_off is not None:
-                lo = np.asarray(lead_off, dtype=bool)
-                if lo.ndim == 2 and lo.shape[0] and lo.shape[1] == len(ELECTRODES):
-                    off = [e for e, b in zip(ELECTRODES, lo[-1]) if b]
-                    if off != self._lead_off_live:
-                        self._lead_off_live = off
-                        self._bump("electrodes", self._electrodes_locked())
+            if lo is not None and lo.shape[0]:
+                off = [e for e, b in zip(ELECTRODES, lo[-1]) if b]
+                if off != self._lead_off_live:
+                    self._lead_off_live = off
+                    self._bump("electrodes", {"electrodes": self._electrodes_locked(),
+                                              "leads": self._leads_locked()})
             self._bump("samples", None)
 
     def push_block(self, block: Any) -> None:
@@ -228,7 +277,7 @@ class LiveHub:
             if isinstance(hr, (int, float)) and math.isfinite(hr):
                 self._heart_rate = float(hr)
             self._bump("quality", {"quality": q, "electrodes": self._electrodes_locked(),
-                                   "heart_rate": self._heart_rate})
+                                   "leads": self._leads_locked(), "heart_rate": self._heart_rate})
 
     def push_heart_rate(self, bpm: float | None) -> None:
         with self._cond:
@@ -362,15 +411,11 @@ class LiveHub:
         off_leads = set(q.get("off_leads") or [])
         per = next((q[k] for k in ("per_lead", "leads") if isinstance(q.get(k), dict)), {})
         out = {}
+        live_off = set(self._lead_off_live)
         for lead in LEADS:
-            v = per.get(lead)
-            flag = v.get("flag") or v.get("state") if isinstance(v, dict) else v
-            if lead in off_leads or flag == "off":
+            out[lead] = _lead_state(per.get(lead), lead in off_leads, lead in noisy)
+            if live_off & set(LEAD_ELECTRODES[lead]):
                 out[lead] = "off"
-            elif lead in noisy or flag in ("noisy", "noise", "bad"):
-                out[lead] = "noisy"
-            else:
-                out[lead] = "ok"
         return out
 
     @staticmethod
@@ -508,6 +553,20 @@ class LiveHub:
             if self._version <= version:
                 self._cond.wait(timeout)
             return self._version
+
+
+def _lead_state(v: Any, off: bool = False, noisy: bool = False) -> str:
+    """'off' / 'noisy' / 'ok' from a quality per-lead entry ({verdict, flags} or a plain string)."""
+    if isinstance(v, dict):
+        flags = {str(f).lower() for f in (v.get("flags") or [])}
+        verdict = str(v.get("verdict") or v.get("flag") or v.get("state") or "").lower()
+    else:
+        flags, verdict = set(), str(v or "").lower()
+    if off or flags & {"off", "electrode_off", "lead_off"} or verdict == "off":
+        return "off"
+    if noisy or verdict in ("unusable", "acceptable", "noisy", "noise", "bad") or flags:
+        return "noisy"
+    return "ok"
 
 
 def _patient_view(p: Any) -> dict[str, Any]:

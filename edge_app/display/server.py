@@ -47,15 +47,29 @@ class _HttpError(Exception):
         self.status, self.message = status, message
 
 
-def strip_payload(fs: float, strip_uv: np.ndarray, max_fs: float = DETAIL_MAX_FS) -> dict[str, Any]:
-    """A raw strip for JSON: boxcar-decimated to <= max_fs, microvolts as ints, LEADS order rows."""
+def display_strip(fs: float, strip_uv: np.ndarray) -> np.ndarray:
+    """A stored raw strip as the model sees it: the contract's zero-phase 0.5 Hz baseline removal
+    (electrode DC offsets would otherwise push traces off the paper). Non-finite rows stay NaN."""
+    from edge_app.signal_chain.contract import remove_baseline
     x = np.asarray(strip_uv, dtype=np.float64)
+    if x.shape[0] < 16:
+        return x
+    bad = ~np.isfinite(x)
+    y = remove_baseline(np.where(bad, 0.0, x), fs)
+    y[bad] = np.nan
+    return y
+
+
+def strip_payload(fs: float, strip_uv: np.ndarray, max_fs: float = DETAIL_MAX_FS) -> dict[str, Any]:
+    """A strip for JSON: baseline removed, boxcar-decimated to <= max_fs, microvolts as ints, LEADS order rows."""
+    x = display_strip(fs, strip_uv)
     factor = max(1, int(math.ceil(fs / max_fs)))
     k = x.shape[0] // factor
     if factor > 1 and k:
         x = x[:k * factor].reshape(k, factor, x.shape[1]).mean(axis=1)
     return {"fs": fs / factor, "fs_raw": fs, "n_raw": int(strip_uv.shape[0]), "leads": list(LEADS),
-            "units": "uV", "data": _rows_to_json(x.astype(np.float32))}
+            "units": "uV", "filter": "zero-phase 0.5 Hz high-pass (model contract)",
+            "data": _rows_to_json(x.astype(np.float32))}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -253,7 +267,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _HttpError(404, f"result {rid!r} has no stored strip to render")
             width = _int_param(q, "width", 1600, 400, 4000)
             from edge_app.display.render_png import render_result_png
-            body = render_result_png(r, strip[0], strip[1], width=width)
+            body = render_result_png(r, strip[0], display_strip(*strip), width=width)
             return self._send(200, body, "image/png")
         out = dict(r)
         out["strip"] = strip_payload(*strip) if strip is not None else None

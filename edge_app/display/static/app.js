@@ -178,6 +178,8 @@ function redrawLiveGrid() {
   if (!st.geom) return;
   drawGrid($("live-grid").getContext("2d"), st.geom, leadStates(), null);
 }
+/** Keep an off-scale trace inside its row's neighbourhood (no rail-to-rail lines across the screen). */
+function clampY(y, base, rowH) { return y < base - 1.3 * rowH ? base - 1.3 * rowH : y > base + rowH ? base + rowH : y; }
 function drawLiveRangeColumns(ctx, a, b) {
   // Column-aware wrapper: each 3x4 panel shows its lead only within its 2.5 s column.
   const g = st.geom, N = st.N, fs = st.fs, colN = Math.round(COL_S * fs);
@@ -195,7 +197,7 @@ function drawLiveRangeColumns(ctx, a, b) {
         if (Math.floor(p / colN) !== c) { pen = false; continue; }
         const v = bufL[p];
         if (v !== v || p % colN === 0) { pen = false; if (v !== v) continue; }
-        const x = xOf(p), y = base - v * g.pxPerUv;
+        const x = xOf(p), y = clampY(base - v * g.pxPerUv, base, g.rowH);
         if (pen) ctx.lineTo(x, y); else { ctx.moveTo(x, y); pen = true; }
       }
     }
@@ -205,7 +207,7 @@ function drawLiveRangeColumns(ctx, a, b) {
   for (let s = start; s < b; s++) {
     const p = s % N, v = bufR[p];
     if (v !== v || p === 0) { pen = false; if (v !== v) continue; }
-    const x = xOf(p), y = baseR - v * g.pxPerUv;
+    const x = xOf(p), y = clampY(baseR - v * g.pxPerUv, baseR, g.rowH);
     if (pen) ctx.lineTo(x, y); else { ctx.moveTo(x, y); pen = true; }
   }
   ctx.stroke();
@@ -324,7 +326,7 @@ function drawResult() {
     for (let i = i0; i < i1; i++) {
       const v = s.data[i][lead];
       if (v === null) { pen = false; continue; }
-      const x = xOfT(i / fs), y = base - v * g.pxPerUv;
+      const x = xOfT(i / fs), y = clampY(base - v * g.pxPerUv, base, g.rowH);
       if (pen) ctx.lineTo(x, y); else { ctx.moveTo(x, y); pen = true; }
     }
   };
@@ -441,7 +443,11 @@ function renderProbs() {
   const r = st.detail || st.latest;
   const box = $("probs");
   const probs = r && r.probabilities;
-  if (!probs || !Object.keys(probs).length) { box.innerHTML = '<div class="muted">No result yet</div>'; return; }
+  if (!probs || !Object.keys(probs).length) {
+    box.innerHTML = r ? '<div class="muted">Not interpreted — no probabilities for an unusable signal</div>'
+      : '<div class="muted">No result yet</div>';
+    return;
+  }
   const top = topClass(probs);
   box.innerHTML = "";
   for (const [k, v] of Object.entries(probs)) {
@@ -568,19 +574,11 @@ function connect() {
   on("samples", d => ingest(d));
   on("result", d => onResult(d));
   on("quality", d => {
-    st.quality = d.quality; st.electrodes = d.electrodes || st.electrodes;
+    st.quality = d.quality; st.electrodes = d.electrodes || st.electrodes; st.leads = d.leads || st.leads;
     if (d.heart_rate !== undefined && d.heart_rate !== null) st.heartRate = d.heart_rate;
-    const per = (d.quality && d.quality.leads) || {};
-    const noisy = new Set((d.quality && d.quality.noisy_leads) || []);
-    const offL = new Set((d.quality && d.quality.off_leads) || []);
-    st.leads = {};
-    for (const L of LEADS) {
-      const v = per[L]; const f = (v && typeof v === "object") ? (v.flag || v.state) : v;
-      st.leads[L] = (offL.has(L) || f === "off") ? "off" : (noisy.has(L) || ["noisy", "noise", "bad"].includes(f)) ? "noisy" : "ok";
-    }
     renderElectrodes(); renderHr();
   });
-  on("electrodes", d => { st.electrodes = d; renderElectrodes(); });
+  on("electrodes", d => { st.electrodes = d.electrodes || {}; st.leads = d.leads || st.leads; renderElectrodes(); });
   on("heart_rate", d => { st.heartRate = d; renderHr(); });
   on("alarm", d => { st.alarms.set(String(d.id), d); renderAlarms(); renderBanner(); });
   on("patient", d => { st.patient = d; renderPatient(); });
