@@ -1,0 +1,354 @@
+"""Signal quality gate: may this 10 s, 12-lead window be interpreted at all?
+
+Why this design:
+- A guess on noise is the worst failure of an ambulance triage aid. The gate says "unusable"
+  (the crew sees "cannot interpret" and the reasons) when any electrode is off or any lead is
+  unusable. POLICY: a 12-lead interpretation with a missing or unusable lead is not given: the
+  model was trained on complete 12-lead records and a missing lead can hide exactly the ST
+  change that matters (e.g. V2-V4 in anterior MI).
+- Built on published signal-quality indices, computed per lead at the window's native rate:
+  kSQI (kurtosis; clean ECG is peaky, > 5), pSQI (power 5-15 Hz / 5-40 Hz; QRS energy vs
+  noise), basSQI (1 - power 0-1 Hz / 0-40 Hz; baseline wander) as in Li, Mark & Clifford (2008),
+  Clifford et al. (2012), Zhao & Zhang (2018) and NeuroKit2's `ecg_quality`. The 5-40 Hz bands
+  exist at 100 Hz too, so the same indices work on PTB-XL (100 Hz) and on the device (500 Hz).
+  Higher bands (> 50 Hz) are not used: the model never sees them (the resampler removes them).
+- Plus direct physical checks a front end needs: electrode off (the front end's lead-off flags,
+  and from the signal: railed / huge DC offset), flat line, saturation at the ADC rail and
+  clipping plateaus, broadband noise level in microvolts in the band the model sees (20-45 Hz),
+  large baseline excursions, implausible amplitude.
+- Reasons are short sentences a crew understands ("V3 electrode off", "limb leads noisy").
+- Thresholds were chosen on PTB-XL train records (fold 1-8) and checked on val (fold 9); see
+  docs/signal_chain.md for the confusion table.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import signal as sps
+
+from .contract import LEADS
+
+#: Electrodes with a lead-off comparator, in the front end's flag order (firmware_bridge.samples).
+ELECTRODES: tuple[str, ...] = ("RA", "LA", "LL", "V1", "V2", "V3", "V4", "V5", "V6")
+LIMB_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF")
+CHEST_LEADS = ("V1", "V2", "V3", "V4", "V5", "V6")
+#: Leads disturbed by each electrode. A limb electrode also disturbs every chest lead, because
+#: chest leads are measured against Wilson's central terminal (the mean of RA, LA and LL).
+ELECTRODE_LEADS: dict[str, tuple[str, ...]] = {
+    "RA": ("I", "II", "aVR", "aVL", "aVF") + CHEST_LEADS,
+    "LA": ("I", "III", "aVR", "aVL", "aVF") + CHEST_LEADS,
+    "LL": ("II", "III", "aVR", "aVL", "aVF") + CHEST_LEADS,
+    **{v: (v,) for v in CHEST_LEADS},
+}
+
+# --- thresholds (microvolts unless stated) -----------------------------------------------------
+#: ADS1298 at gain 6 and 2.4 V reference: input range +/-400 mV. A floating electrode drives its
+#: channels into this rail.
+RAIL_UV = 400_000.0
+#: A DC offset this large means a floating / off electrode (Ag/AgCl offsets are tens of mV).
+DC_OFF_UV = 150_000.0
+#: Lead-off comparator flags: an electrode counts as off when flagged in more than this fraction.
+LEAD_OFF_FRACTION = 0.01
+#: Flat line: robust peak-to-peak of the 0.5-40 Hz signal below this.
+FLAT_UV = 30.0
+#: Implausible: robust peak-to-peak of the 0.5-40 Hz signal above this (no real ECG lead is that big).
+AMP_MAX_UV = 15_000.0
+#: Clipping plateau: more than this fraction of samples pinned at the window's extreme value.
+CLIP_FRACTION = 0.015
+#: Broadband noise in 20-45 Hz (lower-quartile RMS of 100 ms segments, so QRS complexes are ignored).
+NOISE_PERCENTILE = 25.0
+NOISE_ACCEPTABLE_UV = 12.0
+NOISE_UNUSABLE_UV = 25.0
+#: ... and relative to the lead's own QRS size (a small lead drowns in less noise).
+SNR_UNUSABLE = 4.0
+#: Published SQI limits (Zhao & Zhang 2018 / NeuroKit2): kSQI > 5 is "optimal".
+KSQI_MIN = 5.0
+#: pSQI below this: energy spread up to 40 Hz (muscle noise), not concentrated in the QRS band.
+PSQI_MIN = 0.3
+#: basSQI below this: much power under 1 Hz. Only a *minor* flag: on real PTB-XL records the heart
+#: rate's own fundamental (~1 Hz) and broad T waves push basSQI of clean leads down to ~0.5 (median
+#: of the worst lead per record 0.68 on train), so the fatal wander test is the excursion in uV.
+BASSQI_ACCEPTABLE = 0.3
+#: Baseline excursion (peak-to-peak of the < 0.7 Hz component) above which wander is mentioned / fatal.
+WANDER_ACCEPTABLE_UV = 1_500.0
+WANDER_UNUSABLE_UV = 8_000.0
+
+VERDICTS = ("good", "acceptable", "unusable")
+
+
+class QualityError(ValueError):
+    """Input the quality gate cannot assess (shape, rate, leads, flags)."""
+
+
+@dataclass
+class LeadQuality:
+    verdict: str
+    flags: list[str]
+    ksqi: float
+    psqi: float
+    bassqi: float
+    noise_uv: float
+    amplitude_uv: float
+    dc_uv: float
+    wander_uv: float
+    clip_fraction: float
+
+
+@dataclass
+class QualityReport:
+    """Window-level verdict with reasons in words a crew understands. A triage aid, not a diagnosis."""
+    verdict: str                                   # 'good' | 'acceptable' | 'unusable'
+    reasons: list[str] = field(default_factory=list)
+    leads: dict[str, LeadQuality] = field(default_factory=dict)
+    electrodes_off: list[str] = field(default_factory=list)
+    fs: float = 0.0
+
+    @property
+    def usable(self) -> bool:
+        return self.verdict != "unusable"
+
+    def usable_leads(self, names: tuple[str, ...] | None = None) -> np.ndarray:
+        names = names or tuple(self.leads)
+        return np.array([self.leads[n].verdict != "unusable" for n in names], dtype=bool)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return d
+
+
+def _bandpass(x: np.ndarray, fs: float, lo: float, hi: float) -> np.ndarray:
+    hi = min(hi, 0.45 * fs)
+    sos = sps.butter(2, [lo, hi], btype="bandpass", fs=fs, output="sos")
+    return sps.sosfiltfilt(sos, x, axis=0)
+
+
+def _band_power(f: np.ndarray, p: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    m = (f >= lo) & (f <= hi)
+    return p[m].sum(axis=0)
+
+
+def _notch_mains(x: np.ndarray, fs: float) -> np.ndarray:
+    """Remove 50 and 60 Hz hum before measuring noise: the model path (the resampler's stop band
+    starts at 50 Hz) and the display (notch) remove it anyway, so hum alone is no reason to refuse."""
+    for f0 in (50.0, 60.0):
+        if f0 < 0.45 * fs:
+            b, a = sps.iirnotch(f0, 10.0, fs=fs)
+            x = sps.filtfilt(b, a, x, axis=0)
+    return x
+
+
+def lead_features(x: np.ndarray, fs: float) -> dict[str, np.ndarray]:
+    """Per-lead SQIs and physical measures of a window (n, L) in microvolts (vectorised over leads)."""
+    n = x.shape[0]
+    dc = np.median(x, axis=0)
+    xc = x - dc
+    # Railed / pinned: fraction at the ADC rail, and plateau at the window's own extremes.
+    at_rail = np.mean(np.abs(x) >= 0.98 * RAIL_UV, axis=0)
+    hi = xc.max(axis=0)
+    lo = xc.min(axis=0)
+    rng = np.maximum(hi - lo, 1e-9)
+    tol = np.maximum(1.0, 0.002 * rng)
+    clip = np.maximum(np.mean(xc >= hi - tol, axis=0), np.mean(xc <= lo + tol, axis=0))
+    clip = np.where(rng < 1.0, 0.0, clip)                          # a constant lead is "flat", not clipped
+    # Clinical band 0.5-40 Hz: amplitude and flatness.
+    bp = _bandpass(xc, fs, 0.5, 40.0)
+    q = np.percentile(bp, [0.5, 99.5], axis=0)
+    amp = q[1] - q[0]
+    # Noise where the model looks: 20-45 Hz RMS over 100 ms segments; the lower quartile of the
+    # segments, so QRS complexes (which hold 20-45 Hz energy too) are left out even at 200 bpm,
+    # while continuous muscle noise, which fills every segment, is not.
+    hf = _bandpass(_notch_mains(xc, fs), fs, 20.0, 45.0)
+    seg = max(5, int(round(0.1 * fs)))
+    nseg = max(1, n // seg)
+    seg_rms = np.sqrt(np.mean(hf[: nseg * seg].reshape(nseg, seg, -1) ** 2, axis=1))
+    noise = np.percentile(seg_rms, NOISE_PERCENTILE, axis=0)
+    # Baseline excursion below 0.7 Hz.
+    lp = sps.sosfiltfilt(sps.butter(2, 0.7, btype="lowpass", fs=fs, output="sos"), xc, axis=0)
+    wander = np.percentile(lp, 99, axis=0) - np.percentile(lp, 1, axis=0)
+    # Published SQIs.
+    nper = int(min(n, round(4 * fs)))
+    f, p = sps.welch(xc, fs=fs, nperseg=nper, axis=0, detrend=False)
+    p540 = _band_power(f, p, 5.0, 40.0)
+    psqi = _band_power(f, p, 5.0, 15.0) / np.maximum(p540, 1e-12)
+    p040 = _band_power(f, p, 0.0, 40.0)
+    bassqi = 1.0 - _band_power(f, p, 0.0, 1.0) / np.maximum(p040, 1e-12)
+    hp = _bandpass(xc, fs, 0.5, 40.0)
+    sd = hp.std(axis=0)
+    ksqi = np.where(sd > 0, np.mean((hp - hp.mean(axis=0)) ** 4, axis=0) / np.maximum(sd, 1e-12) ** 4, 0.0)
+    return dict(dc=dc, at_rail=at_rail, clip=clip, amp=amp, noise=noise, wander=wander,
+                psqi=psqi, bassqi=bassqi, ksqi=ksqi)
+
+
+def _lead_verdicts(ft: dict[str, np.ndarray]) -> tuple[list[list[str]], list[list[str]]]:
+    """-> (fatal flags, minor flags) per lead."""
+    L = ft["dc"].size
+    fatal: list[list[str]] = [[] for _ in range(L)]
+    minor: list[list[str]] = [[] for _ in range(L)]
+    for i in range(L):                                   # loop over leads (12), not samples
+        railed = ft["at_rail"][i] > 0.01 or abs(ft["dc"][i]) > DC_OFF_UV
+        if railed:
+            fatal[i].append("off")
+            continue
+        if ft["amp"][i] < FLAT_UV:
+            fatal[i].append("flat")
+            continue
+        if ft["amp"][i] > AMP_MAX_UV:
+            fatal[i].append("amplitude")
+        if ft["clip"][i] > CLIP_FRACTION:
+            fatal[i].append("clipped")
+        noise = ft["noise"][i]
+        snr = ft["amp"][i] / max(noise, 1e-9)
+        if noise > NOISE_UNUSABLE_UV or (snr < SNR_UNUSABLE and noise > 0.5 * NOISE_ACCEPTABLE_UV):
+            fatal[i].append("noisy")
+        elif noise > NOISE_ACCEPTABLE_UV or ft["psqi"][i] < PSQI_MIN or ft["ksqi"][i] < KSQI_MIN:
+            minor[i].append("noisy")
+        if ft["wander"][i] > WANDER_UNUSABLE_UV:
+            fatal[i].append("wander")
+        elif ft["wander"][i] > WANDER_ACCEPTABLE_UV or ft["bassqi"][i] < BASSQI_ACCEPTABLE:
+            minor[i].append("wander")
+    return fatal, minor
+
+
+_WORDS = {
+    "flat": "flat line",
+    "clipped": "clipped (signal cut off at its top or bottom)",
+    "noisy": "noisy",
+    "wander": "baseline wandering",
+    "amplitude": "implausible amplitude",
+    "off": "signal at the amplifier's limit",
+}
+
+
+def _group(names: list[str], present: tuple[str, ...]) -> str:
+    """'limb leads' / 'chest leads' / 'all leads' / 'V2, V3' / 'lead II'."""
+    s = set(names)
+    limb = [n for n in LIMB_LEADS if n in present]
+    chest = [n for n in CHEST_LEADS if n in present]
+    if len(present) > 1 and s == set(present):
+        return "all leads"
+    parts = []
+    rest = [n for n in present if n in s]
+    if len(limb) >= 3 and set(limb) <= s:
+        parts.append("limb leads")
+        rest = [n for n in rest if n not in limb]
+    if len(chest) >= 3 and set(chest) <= s:
+        parts.append("chest leads")
+        rest = [n for n in rest if n not in chest]
+    if rest:
+        word = "" if all(r in CHEST_LEADS for r in rest) else ("lead " if len(rest) == 1 else "leads ")
+        parts.append(word + ", ".join(rest))
+    return " and ".join(parts)
+
+
+def _infer_off_electrodes(fatal: list[list[str]], names: tuple[str, ...]) -> list[str]:
+    """Which electrode is off, from the pattern of railed leads (only with the standard lead names)."""
+    off_leads = {n for n, f in zip(names, fatal) if "off" in f}
+    if not off_leads:
+        return []
+    out: list[str] = []
+    have = set(names)
+    if {"I", "II", "III"} <= have:
+        i, ii, iii = ("I" in off_leads), ("II" in off_leads), ("III" in off_leads)
+        if i and ii and not iii:
+            out.append("RA")
+        elif i and iii and not ii:
+            out.append("LA")
+        elif ii and iii and not i:
+            out.append("LL")
+        elif i and ii and iii:
+            out.extend(["RA", "LA", "LL"])
+        limb_off = bool(out)
+    else:
+        limb_off = False
+    if not limb_off:
+        out.extend(v for v in CHEST_LEADS if v in off_leads)
+    return out
+
+
+def ecg_quality(window_uv: np.ndarray, fs: float, lead_off: np.ndarray | None = None,
+                leads: tuple[str, ...] | list[str] | None = None) -> QualityReport:
+    """Quality of one window (n, L) in microvolts at its native rate fs.
+
+    leads: lead names (default: the 12 standard leads in PTB-XL order when L == 12; then the
+    front end's lead_off flags (n, 9) in ELECTRODES order are honoured). With fewer leads, only the
+    leads present are assessed (e.g. a 2-channel Holter record).
+    """
+    x = np.asarray(window_uv, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise QualityError(f"window must be (n, leads), got shape {x.shape}")
+    fs = float(fs)
+    if not np.isfinite(fs) or fs < 50:
+        raise QualityError(f"sampling rate must be >= 50 Hz, got {fs}")
+    if x.shape[0] < int(2 * fs):
+        raise QualityError(f"need at least 2 s of signal to judge quality, got {x.shape[0] / fs:.2f} s")
+    if leads is None:
+        if x.shape[1] == len(LEADS):
+            leads = LEADS
+        else:
+            leads = tuple(f"ch{i}" for i in range(x.shape[1]))
+    names = tuple(leads)
+    if len(names) != x.shape[1]:
+        raise QualityError(f"{len(names)} lead names for {x.shape[1]} leads")
+    reasons: list[str] = []
+    nonfinite = ~np.all(np.isfinite(x), axis=0)
+    if nonfinite.any():
+        x = np.where(np.isfinite(x), x, 0.0)
+    ft = lead_features(x, fs)
+    fatal, minor = _lead_verdicts(ft)
+    for i in np.nonzero(nonfinite)[0]:
+        fatal[i].insert(0, "missing")
+    # Electrodes off: the front end's flags first, then what the signal shows.
+    off: list[str] = []
+    if lead_off is not None:
+        lo = np.asarray(lead_off, dtype=bool)
+        if lo.ndim != 2 or lo.shape[1] != len(ELECTRODES) or lo.shape[0] != x.shape[0]:
+            raise QualityError(f"lead_off must be (n, {len(ELECTRODES)}) bool in order {', '.join(ELECTRODES)} "
+                               f"with n = {x.shape[0]}, got {lo.shape}")
+        off = [e for e, fr in zip(ELECTRODES, lo.mean(axis=0)) if fr > LEAD_OFF_FRACTION]
+    for e in _infer_off_electrodes(fatal, names):
+        if e not in off:
+            off.append(e)
+    off = [e for e in ELECTRODES if e in off]
+    affected = {ld for e in off for ld in ELECTRODE_LEADS[e]}
+    for e in off:
+        reasons.append(f"{e} electrode off")
+    if len(off) > 1 and {"RA", "LA", "LL"} <= set(off):
+        reasons[:] = ["limb electrodes off (RA, LA, LL)"] + [r for r in reasons if r[:2] not in ("RA", "LA", "LL")]
+    # Per-lead verdicts.
+    per: dict[str, LeadQuality] = {}
+    by_problem: dict[str, list[str]] = {}
+    for i, nm in enumerate(names):
+        flags = list(fatal[i]) + list(minor[i])
+        if nm in affected and "electrode_off" not in flags:
+            flags.insert(0, "electrode_off")
+        verdict = "unusable" if (fatal[i] or nm in affected) else ("acceptable" if minor[i] else "good")
+        per[nm] = LeadQuality(verdict=verdict, flags=flags, ksqi=float(ft["ksqi"][i]), psqi=float(ft["psqi"][i]),
+                              bassqi=float(ft["bassqi"][i]), noise_uv=float(ft["noise"][i]),
+                              amplitude_uv=float(ft["amp"][i]), dc_uv=float(ft["dc"][i]),
+                              wander_uv=float(ft["wander"][i]), clip_fraction=float(ft["clip"][i]))
+        if nm in affected:
+            continue                                      # already explained by the electrode
+        for f in fatal[i] + minor[i]:
+            by_problem.setdefault(f, []).append(nm)
+    for prob in ("missing", "off", "flat", "clipped", "amplitude", "noisy", "wander"):
+        if prob in by_problem:
+            who = _group(by_problem[prob], names)
+            if prob == "missing":
+                reasons.append(f"no signal (missing samples) on {who}")
+            elif prob == "flat":
+                reasons.append(f"flat line on {who}")
+            elif prob == "off":
+                reasons.append(f"{who}: {_WORDS['off']} (electrode off or loose?)")
+            else:
+                reasons.append(f"{who} {_WORDS[prob]}")
+    vs = [lq.verdict for lq in per.values()]
+    if off or "unusable" in vs:
+        verdict = "unusable"
+    elif "acceptable" in vs:
+        verdict = "acceptable"
+    else:
+        verdict = "good"
+    return QualityReport(verdict=verdict, reasons=reasons, leads=per, electrodes_off=off, fs=fs)
