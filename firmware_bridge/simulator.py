@@ -15,7 +15,6 @@ place in the data whatever the replay speed and however long the host took to co
 from __future__ import annotations
 
 import argparse
-import errno
 import math
 import os
 import select

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import serial
 from scipy.signal import resample_poly
 
 from firmware_bridge import protocol as P
@@ -236,8 +235,8 @@ def test_no_device_yields_none_and_close_from_other_thread(tmp_path):
     for b in drv.blocks(idle_timeout_s=0.2):
         got.append(b)
     elapsed = time.monotonic() - t0
-    assert got and all(b is None for b in got) and 3 <= len(got) <= 6
-    assert 0.7 <= elapsed < 2.0
+    assert got and all(b is None for b in got) and 2 <= len(got) <= 8
+    assert 0.7 <= elapsed < 3.0
     assert drv.status == "no_device" and "nothing-here" in drv.last_error
 
 

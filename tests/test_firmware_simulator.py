@@ -13,7 +13,7 @@ import pytest
 
 from firmware_bridge import protocol as P
 from firmware_bridge.driver import FrontEndDriver
-from firmware_bridge.simulator import (Fault, FrontEndSimulator, SimulatorError, load_record, main,
+from firmware_bridge.simulator import (FrontEndSimulator, SimulatorError, load_record, main,
                                        parse_fault)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +68,7 @@ def test_real_time_pacing():
             rate = n / (time.monotonic() - t_first)
     finally:
         sim.stop()
-    assert 800 <= rate <= 1200, rate
+    assert 700 <= rate <= 1300, rate
 
 
 def test_cli_errors_are_clear(capsys, tmp_path):
@@ -114,7 +114,6 @@ def test_cli_prints_path_first_and_survives_disconnect(tmp_path):
 
 def test_device_answers_commands_like_firmware():
     """Talk to the simulator with raw protocol frames: errors for bad rate and rate change while streaming."""
-    import select
     import serial
     sim = FrontEndSimulator(REC500, fs=500, speed=1.0)
     try:
