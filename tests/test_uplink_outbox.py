@@ -114,6 +114,8 @@ RUNNER = textwrap.dedent("""
                                 "telemetry_interval_s": 3600}})
     up = Uplink(cfg, "amb-kill", db)
     up.start()
+    if len(sys.argv) > 4:
+        up.wait_connected(10)
     prios = {prios!r}
     for i in range(count):
         mid = up.publish_result({{"n": i, "strip": "x" * 200}}, prios[i % len(prios)])
@@ -124,19 +126,22 @@ RUNNER = textwrap.dedent("""
 """)
 
 
-def _runner(tmp_path: Path, db: Path, port: int, count: int) -> subprocess.Popen:
+def _runner(tmp_path: Path, db: Path, port: int, count: int, wait_connected: bool = False) -> subprocess.Popen:
     script = tmp_path / "runner.py"
     script.write_text(RUNNER.format(repo=str(REPO), prios=PRIOS))
-    return subprocess.Popen([sys.executable, str(script), str(db), str(port), str(count)],
+    return subprocess.Popen([sys.executable, str(script), str(db), str(port), str(count)]
+                            + (["wait"] if wait_connected else []),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
 
-def _read_acks(proc: subprocess.Popen, stop_after: int | None) -> list[str]:
+def _read_acks(proc: subprocess.Popen, stop_after: int | None, until=None) -> list[str]:
     acks: list[str] = []
     for line in proc.stdout:  # type: ignore[union-attr]
         if line.startswith("ACK"):
             acks.append(line.split()[1])
             if stop_after is not None and len(acks) >= stop_after:
+                break
+            if until is not None and until():
                 break
         elif line.startswith("DONE"):
             break
@@ -179,13 +184,11 @@ def test_sigkill_while_draining_loses_nothing_and_duplicates_carry_the_same_id(t
     with MosquittoBroker(tmp_path) as broker:
         db = tmp_path / "outbox.db"
         col = Collector(broker.port, "ecg/amb-kill/triage")
-        proc = _runner(tmp_path, db, broker.port, 600)
+        proc = _runner(tmp_path, db, broker.port, 5000, wait_connected=True)
         try:
-            acks = _read_acks(proc, stop_after=None)
-            deadline = time.monotonic() + 20
-            while len(col.on("triage")) < 100 and time.monotonic() < deadline:
-                time.sleep(0.005)
-            proc.send_signal(signal.SIGKILL)  # mid-drain: some rows in flight, unacknowledged
+            # it keeps queueing AND draining at the same time; kill once 50 have arrived
+            acks = _read_acks(proc, stop_after=None, until=lambda: len(col.on("triage")) >= 50)
+            proc.send_signal(signal.SIGKILL)  # mid-drain: some rows in flight, PUBACK never processed
             proc.wait(10)
         finally:
             if proc.poll() is None:
@@ -203,11 +206,11 @@ def test_sigkill_while_draining_loses_nothing_and_duplicates_carry_the_same_id(t
         got = col.on("triage")
         col.close()
     ids = Counter(m["msg_id"] for m in got)
-    assert len(acks) == 600 and set(acks) <= set(ids), f"lost {len(set(acks) - set(ids))}"
+    assert len(acks) < 5000 and set(acks) <= set(ids), f"lost {len(set(acks) - set(ids))}"
     dups = sum(c - 1 for c in ids.values())
     # at most the rows that were in flight (PUBACK lost with the process) come twice, with the same msg_id
     assert dups <= 20 + 1, f"{dups} duplicates"
-    assert 0 < before < 600 + dups
+    assert before > 0, "nothing was delivered before the kill: the test did not exercise a mid-drain kill"
 
 
 def test_outbox_budget_refuses_new_messages_and_never_deletes(tmp_path):
@@ -249,7 +252,7 @@ def test_full_outbox_raises_a_technical_alarm_over_mqtt(tmp_path):
             assert up.wait_connected(10)
             with pytest.raises(OutboxFull):
                 up._last_full_alarm = 0.0
-                up.publish_result({"n": -1, "strip": "z" * 200000}, "low")
+                up.publish_result({"n": -1, "strip": "z" * 2_000_000}, "low")  # larger than the whole budget
             alarms = col.wait_for("alarm", 1)
             assert alarms and alarms[0]["alarm"]["code"] == "outbox_full"
             assert up.wait_drained(20), "the queued results still drain"
