@@ -1,0 +1,347 @@
+"""LiveHub, DisplayServer (without a daemon) and the PNG renderer, on a real PTB-XL record.
+
+The full path (daemon + simulator + Chromium) is tests/test_display_e2e.py; these tests pin down the
+pieces: decimation and gaps, lead-off blanking, validation, SSE, the controller contract, PNG pixels.
+"""
+from __future__ import annotations
+
+import json
+import re
+import socket
+import struct
+import threading
+import time
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import wfdb
+
+from edge_app.display import DisplayServer, LiveHub
+from edge_app.display.hub import DisplayInputError, LEAD_ELECTRODES, validate_patient
+from edge_app.display.render_png import encode_png, render_result_png, render_result_rgb
+from firmware_bridge.samples import ELECTRODES, LEADS
+
+RECORDS = Path(__file__).resolve().parents[1] / "edge_app" / "data" / "records"
+
+
+@pytest.fixture(scope="module")
+def record_uv() -> np.ndarray:
+    """00181_hr (PTB-XL, 500 Hz, 10 s) in microvolts, LEADS order."""
+    rec = wfdb.rdrecord(str(RECORDS / "00181_hr"))
+    names = [n.upper() for n in rec.sig_name]
+    return rec.p_signal[:, [names.index(lead.upper()) for lead in LEADS]] * 1000.0
+
+
+def feed(hub: LiveHub, x: np.ndarray, fs: int = 500, block: int = 10, start: int = 0,
+         lead_off: np.ndarray | None = None) -> int:
+    """Push x in driver-sized blocks (fs/50 samples, like the wire's DATA frames)."""
+    for i in range(0, x.shape[0], block):
+        lo = None if lead_off is None else lead_off[i:i + block]
+        hub.push_samples(start + i, fs, x[i:i + block], lo)
+    return start + x.shape[0]
+
+
+def strip_array(d: dict) -> np.ndarray:
+    return np.array([[np.nan if v is None else v for v in row] for row in d["data"]], dtype=float)
+
+
+class Recorder:
+    """A controller like the daemon's DeviceControl: validates, records calls, KeyError on unknown alarms."""
+
+    def __init__(self, alarms=()):
+        self.calls: list[tuple] = []
+        self.alarms = set(alarms)
+
+    def set_patient(self, age, sex):
+        self.calls.append(("set_patient", age, sex))
+        return {"age": age, "sex": sex}
+
+    def clear_patient(self):
+        self.calls.append(("clear_patient",))
+        return {"age": "unknown", "sex": "unknown"}
+
+    def acknowledge_alarm(self, alarm_id, by):
+        if alarm_id not in self.alarms:
+            raise KeyError(alarm_id)
+        self.calls.append(("ack", alarm_id, by))
+        return {"id": alarm_id}
+
+
+# ---------------------------------------------------------------------------------------- hub
+def test_decimation_and_ring_follow_the_record(record_uv):
+    hub = LiveHub(display_fs=125, ring_seconds=12)
+    feed(hub, record_uv)
+    s = hub.live_strip(None)
+    assert s["fs"] == 125 and s["end"] == 1250 and s["start"] == 0
+    y = strip_array(s)
+    assert y.shape == (1250, 12) and np.isfinite(y).all()
+    # Same as an independent boxcar + first-order 0.5 Hz high-pass of the record.
+    dec = record_uv.reshape(1250, 4, 12).mean(axis=1)
+    r = np.exp(-2 * np.pi * 0.5 / 125)
+    ref = np.zeros_like(dec)
+    for i in range(1, dec.shape[0]):
+        ref[i] = dec[i] - dec[i - 1] + r * ref[i - 1]
+    assert np.max(np.abs(y - ref)) <= 1.0          # integers on the wire: rounding only
+    # R peaks survive the display path: lead II's largest deflections line up with the record's.
+    assert abs(np.argmax(np.abs(y[:, 1])) - np.argmax(np.abs(ref[:, 1]))) <= 1
+    # "since" returns only what is new; an out-of-range cursor gets the buffer with reset=True.
+    feed(hub, record_uv[:500], start=5000)
+    new = hub.live_strip(1250)
+    assert new["start"] == 1250 and new["end"] == 1375 and len(new["data"]) == 125 and not new["reset"]
+    assert hub.live_strip(10 ** 9)["reset"] is True
+    # ring keeps ring_seconds only
+    feed(hub, np.tile(record_uv, (2, 1)), start=5500)
+    s = hub.live_strip(None)
+    assert s["end"] - s["start"] == 12 * 125
+
+
+def test_gap_breaks_the_trace(record_uv):
+    hub = LiveHub()
+    feed(hub, record_uv[:1000])
+    feed(hub, record_uv[1500:2500], start=1500)     # 500 samples missing
+    y = strip_array(hub.live_strip(None))
+    nan_rows = np.flatnonzero(np.isnan(y).all(axis=1))
+    assert nan_rows.tolist() == [250], "one NaN row marks the gap"
+    assert y.shape[0] == 250 + 1 + 250
+
+
+def test_lead_off_blanks_exactly_the_leads_that_use_the_electrode(record_uv):
+    hub = LiveHub()
+    lo = np.zeros((record_uv.shape[0], len(ELECTRODES)), bool)
+    lo[2000:3000, ELECTRODES.index("LA")] = True
+    x = record_uv.copy()
+    x[2000:3000, [0, 2, 3, 4, 5]] = 700_000.0        # what a floating electrode does to the derived leads
+    feed(hub, x, lead_off=lo)
+    y = strip_array(hub.live_strip(None))
+    during = y[510:740]
+    for i, lead in enumerate(LEADS):
+        uses_la = "LA" in LEAD_ELECTRODES[lead]
+        assert np.isnan(during[:, i]).all() == uses_la, lead
+    assert np.isfinite(y[800:, :]).all(), "traces come back after the electrode is re-attached"
+    assert np.nanmax(np.abs(y[800:, :])) < 10_000, "no rail-to-rail step after re-attachment"
+    st = hub.status()
+    assert st["electrodes"]["LA"] == "ok"         # last block had LA on again
+    hub.push_samples(5000, 500, record_uv[:10], np.eye(1, 9, ELECTRODES.index("V3"), dtype=bool).repeat(10, 0))
+    st = hub.status()
+    assert st["electrodes"]["V3"] == "off" and st["leads"]["V3"] == "off" and st["leads"]["V2"] == "ok"
+
+
+@pytest.mark.parametrize("body,ok", [
+    ({"age": 63, "sex": "female"}, (63.0, "female")),
+    ({"age": 0}, (0.0, None)),
+    ({"age": 120.0, "sex": "MALE"}, (120.0, "male")),
+    ({"age": None, "sex": None}, (None, None)),
+    ({"age": -0.5}, None), ({"age": 120.5}, None), ({"age": "63"}, None), ({"age": True}, None),
+    ({"age": float("nan")}, None), ({"sex": "f"}, None), ({"sex": 0}, None), ({"height": 1}, None),
+    ({}, None), ([63], None), ("63", None),
+])
+def test_patient_validation(body, ok):
+    if ok is None:
+        with pytest.raises(DisplayInputError):
+            validate_patient(body)
+    else:
+        assert validate_patient(body) == ok
+
+
+def test_writes_go_through_the_controller_and_bad_ones_change_nothing():
+    ctl = Recorder(alarms={"a1"})
+    hub = LiveHub(controller=ctl)
+    hub.push_result({"id": "r1", "time": "2026-01-01T00:00:00Z", "triage_level": "high",
+                     "alarms": [{"id": "a1", "kind": "physiological", "priority": "high", "code": "suspected_mi",
+                                 "message": "m", "result_id": "r1", "acknowledged_by": None}]})
+    assert hub.set_patient({"age": 70, "sex": "male"}) == {"age": 70.0, "sex": "male"}
+    assert hub.set_patient({"sex": "female"}) == {"age": 70.0, "sex": "female"}, "a field left out is kept"
+    with pytest.raises(DisplayInputError):
+        hub.set_patient({"age": 500})
+    assert hub.patient == {"age": 70.0, "sex": "female"}
+    assert ctl.calls == [("set_patient", 70.0, "male"), ("set_patient", 70.0, "female")]
+    with pytest.raises(DisplayInputError) as e:
+        hub.acknowledge_alarm("nope")
+    assert e.value.status == 404
+    a = hub.acknowledge_alarm("a1", "crew")
+    assert a["acknowledged"] and a["acknowledged_by"] == "crew"
+    with pytest.raises(DisplayInputError) as e:
+        hub.acknowledge_alarm("a1", "crew")
+    assert e.value.status == 409
+    hub.clear_patient()
+    assert hub.patient == {"age": None, "sex": None} and ctl.calls[-1] == ("clear_patient",)
+
+
+def test_controller_refusal_is_a_400_and_state_is_kept():
+    class Strict(Recorder):
+        def set_patient(self, age, sex):
+            raise ValueError("age must be a number of years from 0 to 130")
+    hub = LiveHub(controller=Strict())
+    with pytest.raises(DisplayInputError) as e:
+        hub.set_patient({"age": 50})
+    assert e.value.status == 400 and "refused" in str(e.value)
+    assert hub.patient == {"age": None, "sex": None}
+
+
+# ---------------------------------------------------------------------------------------- server
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _req(url, method="GET", body=None, ctype="application/json"):
+    r = urllib.request.Request(url, data=body, method=method)
+    if body is not None and ctype:
+        r.add_header("Content-Type", ctype)
+    try:
+        with urllib.request.urlopen(r, timeout=10) as resp:
+            return resp.status, resp.headers.get("Content-Type"), resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read()
+
+
+@pytest.fixture()
+def served(record_uv):
+    hub = LiveHub(controller=Recorder(alarms={"a1"}))
+    srv = DisplayServer(hub, port=0).start()
+    yield hub, srv
+    srv.stop()
+
+
+def test_page_and_assets_are_served_locally(served):
+    hub, srv = served
+    code, ctype, body = _req(srv.url)
+    assert code == 200 and ctype.startswith("text/html")
+    html = body.decode()
+    assert "NOT A DIAGNOSIS" in html.upper()
+    external = re.compile(r"""(src|href)\s*=\s*["']?(https?:)?//|url\(\s*["']?(https?:)?//|"""
+                          r"""(fetch|EventSource|import)\s*\(?\s*["'](https?:)?//|@import""")
+    assert not external.search(html), "no CDN / internet assets"
+    for asset, kind in (("app.js", "text/javascript"), ("style.css", "text/css")):
+        code, ctype, body = _req(srv.url + "static/" + asset)
+        assert code == 200 and ctype.startswith(kind)
+        assert not external.search(body.decode()), f"{asset} loads something from the network"
+    assert _req(srv.url + "static/nope.js")[0] == 404
+    assert _req(srv.url + "static/../hub.py")[0] == 404
+
+
+def test_result_detail_strip_and_png(served, record_uv):
+    hub, srv = served
+    result = {"id": "r-181", "time": "2026-01-01T00:00:00Z", "triage_level": "high", "alarm_priority": "high",
+              "probabilities": {"NORM": 0.1, "MI": 0.8, "STTC": 0.2, "CD": 0.1, "HYP": 0.05},
+              "explanation": {"findings": [{"cls": "MI", "leads": ["V2", "V3"], "seconds": [[2.0, 3.0]]}]},
+              "quality": {"verdict": "good", "reasons": [], "electrodes_off": []}}
+    hub.push_result(result, strip_uv=record_uv + 50_000.0, strip_fs=500)    # + a DC offset as from electrodes
+    code, _, body = _req(srv.url + "api/results/r-181")
+    d = json.loads(body)
+    assert code == 200 and d["explanation"]["findings"][0]["leads"] == ["V2", "V3"]
+    y = strip_array(d["strip"])
+    assert d["strip"]["fs"] == 250 and y.shape == (2500, 12)
+    assert np.abs(np.median(y, axis=0)).max() < 100, "baseline removed as the model sees it (DC gone)"
+    code, ctype, png = _req(srv.url + "api/results/r-181.png?width=1000")
+    assert code == 200 and ctype == "image/png" and struct.unpack(">II", png[16:24])[0] == 1000
+    assert _req(srv.url + "api/results/r-181.png?width=50")[0] == 400
+    s = json.loads(_req(srv.url + "api/results?limit=5")[2])["results"]
+    assert [r["id"] for r in s] == ["r-181"] and "strip" not in s[0]
+
+
+def test_sse_streams_hello_samples_and_results(served, record_uv):
+    hub, srv = served
+    got: list[tuple[str, dict]] = []
+
+    def listen():
+        with urllib.request.urlopen(srv.url + "api/live", timeout=10) as r:
+            event = None
+            for raw in r:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    got.append((event, json.loads(line[6:])))
+                    if event == "result":
+                        return
+    t = threading.Thread(target=listen, daemon=True)
+    t.start()
+    time.sleep(0.5)
+    feed(hub, record_uv[:1000])
+    time.sleep(0.3)
+    hub.push_result({"id": "r2", "triage_level": "none", "probabilities": {"NORM": 0.9}})
+    t.join(10)
+    kinds = [k for k, _ in got]
+    assert kinds[0] == "hello" and "samples" in kinds and kinds[-1] == "result"
+    n = sum(len(d["data"]) for k, d in got if k == "samples")
+    assert n == 250, "every display sample delivered exactly once"
+    assert got[-1][1]["id"] == "r2"
+
+
+# ---------------------------------------------------------------------------------------- PNG
+def decode_png(data: bytes) -> np.ndarray:
+    """Decoder for what encode_png writes (8-bit RGB, filter 0): enough to check pixels."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat = 8, b""
+    w = h = 0
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        chunk = data[pos + 8:pos + 8 + n]
+        assert struct.unpack(">I", data[pos + 8 + n:pos + 12 + n])[0] == zlib.crc32(kind + chunk) & 0xFFFFFFFF
+        if kind == b"IHDR":
+            w, h = struct.unpack(">II", chunk[:8])
+            assert chunk[8:10] == b"\x08\x02"
+        elif kind == b"IDAT":
+            idat += chunk
+        pos += 12 + n
+    raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, 1 + 3 * w)
+    assert (raw[:, 0] == 0).all()
+    return raw[:, 1:].reshape(h, w, 3)
+
+
+def test_png_draws_traces_grid_and_explanation(record_uv):
+    result = {"id": "x", "time": "2026-01-01T00:00:00Z", "triage_level": "high",
+              "probabilities": {"MI": 0.8}, "heart_rate_bpm": 72.0,
+              "explanation": {"findings": [{"cls": "MI", "leads": ["V2"], "seconds": [[6.0, 7.0]]}]}}
+    t0 = time.perf_counter()
+    png = render_result_png(result, 500, record_uv, width=1600)
+    elapsed = time.perf_counter() - t0
+    img = decode_png(png)
+    assert img.shape[1] == 1600
+    rgb = render_result_rgb(result, 500, record_uv, width=1600)
+    assert np.array_equal(img, rgb), "PNG round-trips losslessly"
+    margin = 1600 // 80
+    pxps = (1600 - 2 * margin) / 10.0
+    black = (img.sum(axis=2) < 60)
+    assert black.sum() > 10_000, "traces drawn"
+    # the finding's 6-7 s band is shaded orange across the paper, and nowhere around 1-2 s
+    paper = slice(img.shape[0] - int(0.6 * img.shape[0]), img.shape[0] - 40)
+
+    def blue(x):   # mean blue of a pixel column over the paper: orange shading lowers it
+        return float(img[paper, int(margin + x * pxps) + 1:int(margin + x * pxps) + 4, 2].mean())
+    assert blue(6.5) < blue(1.5) - 30 and blue(6.5) < blue(8.5) - 30
+    assert elapsed < 5.0
+
+
+def test_png_works_without_matplotlib(record_uv, monkeypatch):
+    """The device has no matplotlib: rendering must not need it."""
+    import builtins
+    real_import = builtins.__import__
+
+    def guard(name, *a, **k):
+        if name.startswith("matplotlib") or name.startswith("PIL"):
+            raise ImportError(f"{name} is not on the device")
+        return real_import(name, *a, **k)
+    monkeypatch.setattr(builtins, "__import__", guard)
+    png = render_result_png({"id": "y", "triage_level": "cannot_interpret",
+                             "quality": {"verdict": "unusable", "electrodes_off": ["LA"]}}, 500, record_uv, 800)
+    assert decode_png(png).shape[1] == 800
+
+
+def test_png_readable_by_pillow_when_available(record_uv):
+    Image = pytest.importorskip("PIL.Image")
+    import io
+    im = Image.open(io.BytesIO(encode_png(render_result_rgb({"id": "z"}, 500, record_uv, 1200))))
+    im.load()
+    assert im.size[0] == 1200 and im.mode == "RGB"
+
+
+def test_png_rejects_bad_strips():
+    with pytest.raises(ValueError):
+        render_result_png({"id": "q"}, 500, np.zeros((100, 8)))
