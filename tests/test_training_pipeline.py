@@ -1,0 +1,110 @@
+"""The whole pipeline, small: `ecg-train all` on 60 real PTB-XL records (tiny model, 1 epoch), then the
+device loads the int8 result with LiteRT, the self-test passes, and `ecg-train evaluate --json` reports."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MINI = ROOT / "tests" / "fixtures" / "ptbxl100_mini"
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+
+
+def _cli(*args, timeout=400):
+    r = subprocess.run([sys.executable, "-m", "training.cli", *args], capture_output=True, text=True,
+                       cwd=ROOT, env=ENV, timeout=timeout)
+    assert r.returncode == 0, f"ecg-train {args[0]} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    base = tmp_path_factory.mktemp("tiny")
+    out, run = base / "models", base / "run"
+    r = _cli("all", "--data", str(MINI), "--run", str(run), "--out", str(out), "--epochs", "1",
+             "--widths", "8,8,12,16", "--batch-size", "16", "--n-boot", "20", "--rep-size", "40", "--version", "test-tiny")
+    return {"out": out, "run": run, "log": r.stdout}
+
+
+def test_all_produces_every_artefact(tiny):
+    out = tiny["out"]
+    for name in ("ecg_resnet1d_demo_int8.tflite", "ecg_resnet1d_demo_int8.gradcam.npz", "manifest.json",
+                 "report.json", "report.md", "MODEL_CARD.md", "plots/roc.png", "plots/calibration.png",
+                 "plots/robustness.png"):
+        assert (out / name).exists(), name
+    assert "epoch 1/1" in tiny["log"]                      # progress is shown
+    m = json.loads((out / "manifest.json").read_text())
+    from edge_app.signal_chain.contract import CLASSES, CONTRACT
+    assert m["contract"] == CONTRACT and m["classes"] == list(CLASSES)
+    assert set(m["thresholds"]) == set(CLASSES)
+    assert len(m["golden"]) == 6 and m["training"]["epochs"] == 1
+    assert m["quantization"]["type"].startswith("full-integer")
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "not a diagnosis" in card and "fold 10" in card.lower().replace("strat_fold 10", "fold 10")
+
+
+def test_int8_model_is_fully_integer(tiny):
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_path=str(tiny["out"] / "ecg_resnet1d_demo_int8.tflite"))
+    ops = {o["op_name"] for o in it._get_ops_details()}
+    td = it.get_tensor_details()
+    conv_types = {td[o["inputs"][1]]["dtype"].__name__ for o in it._get_ops_details() if o["op_name"] == "CONV_2D"}
+    assert conv_types == {"int8"}, conv_types                # weights int8 in every convolution
+    assert "QUANTIZE" in ops and "DEQUANTIZE" in ops          # float interface, integer inside
+
+
+def test_device_loads_tiny_model_and_selftest_passes(tiny):
+    from edge_app.inference import load_model, run_selftest
+    rep = run_selftest(tiny["out"] / "manifest.json")
+    assert rep.ok, rep.error
+    assert rep.max_abs_diff <= rep.tolerance
+    model = load_model(tiny["out"] / "manifest.json")
+    x = np.random.default_rng(0).normal(0, 100, (1000, 12))
+    p = model.predict(x, None, None)
+    assert set(p.probabilities) == {"NORM", "MI", "STTC", "CD", "HYP"}
+    assert all(0.0 <= v <= 1.0 for v in p.probabilities.values())
+    assert p.cam["MI"].shape == (1000,)
+
+
+def test_cam_identity_exact_on_float_model(tiny):
+    """sum_t CAM/T + demographic term + bias == logit, on the float TFLite (no int8 rounding)."""
+    from edge_app.inference import gradcam
+    from edge_app.inference.backend import create_backend
+    from edge_app.signal_chain.contract import demographics_vector
+    head = gradcam.GradCamHead.load(tiny["out"] / "ecg_resnet1d_demo_int8.gradcam.npz")
+    be = create_backend("litert")
+    be.load(str(next(tiny["run"].glob("*_float32.tflite"))))
+    rng = np.random.default_rng(1)
+    for age, sex in ((70, 0), (None, None), (30, 1)):
+        e = rng.normal(0, 0.3, (1, 1000, 12)).astype(np.float32)
+        d = demographics_vector(age, sex)[None]
+        out = be.run(e, d)
+        p = np.clip(out["probabilities"][0].astype(np.float64), 1e-7, 1 - 1e-7)
+        logit = np.log(p / (1 - p))
+        cam = gradcam.class_activation_map(out["feature_map"], head.W)
+        np.testing.assert_allclose(gradcam.logits_from_cam(cam, d, head), logit, atol=2e-3)
+
+
+def test_evaluate_cli_json_contract(tiny):
+    model = tiny["out"] / "ecg_resnet1d_demo_int8.tflite"
+    for extra in ([], ["--no-demographics"]):
+        r = _cli("evaluate", "--model", str(model), "--data", str(MINI), "--split", "val", "--json", *extra, timeout=120)
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        assert res["n"] == 20 and 0.0 <= res["macro_auc"] <= 1.0
+        assert res["demographics"] is (not extra)
+        for c in ("NORM", "MI", "STTC", "CD", "HYP"):
+            for k in ("auc", "sensitivity", "specificity"):
+                assert k in res[c] and k in res["per_class"][c]
+
+
+def test_evaluate_cli_clear_error_on_bad_data(tiny, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "training.cli", "evaluate", "--model",
+                        str(tiny["out"] / "ecg_resnet1d_demo_int8.tflite"), "--data", str(tmp_path), "--json"],
+                       capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=120)
+    assert r.returncode == 2 and "manifest.json" in r.stderr
