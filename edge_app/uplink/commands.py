@@ -50,9 +50,6 @@ def parse_request(name: str, payload: bytes, max_bytes: int, correlation_data: b
     if len(payload) > max_bytes:
         raise CommandError("too_large", f"payload of {len(payload)} bytes exceeds the limit of {max_bytes} bytes",
                            {"limit_bytes": max_bytes, "correlation_id": corr})
-    if name not in COMMANDS:
-        raise CommandError("unknown_command", f"unknown command {name!r}; known: {', '.join(COMMANDS)}",
-                           {"correlation_id": corr})
     if payload.strip() == b"":
         doc: Any = {}
     else:
@@ -65,6 +62,9 @@ def parse_request(name: str, payload: bytes, max_bytes: int, correlation_data: b
                            {"correlation_id": corr})
     if corr is None and isinstance(doc.get("correlation_id"), str):
         corr = doc["correlation_id"][:_MAX_CORRELATION_LEN]
+    if name not in COMMANDS:  # checked after parsing so an MQTT 3.1.1 admin still gets its correlation id back
+        raise CommandError("unknown_command", f"unknown command {name!r}; known: {', '.join(COMMANDS)}",
+                           {"correlation_id": corr})
     unknown = set(doc) - _REQUEST_KEYS
     if unknown:
         raise CommandError("bad_request", f"unknown request keys {sorted(unknown)}; allowed: {sorted(_REQUEST_KEYS)}",
