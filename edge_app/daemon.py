@@ -101,10 +101,13 @@ class Daemon:
         age, sex = cfg.patient
         self.patient = PatientStore(cfg.state_dir / "patient.json", PatientContext(age, sex))
         from edge_app.inference import load_model
-        self.model = load_model(cfg.manifest_path, backend=cfg.get("model.backend"),
-                                num_threads=cfg.get("model.num_threads"))
+        from edge_app.model_store import ModelStore
+        # Models installed over MQTT (signed, self-tested) live in <state_dir>/models; else the shipped one.
+        self.model_store = ModelStore(cfg.state_dir, cfg.manifest_path, on_change=self._on_model_change)
+        manifest = self.model_store.active_manifest_path()
+        self.model = load_model(manifest, backend=cfg.get("model.backend"), num_threads=cfg.get("model.num_threads"))
         self.audit.append("model_loaded", {"version": self.model.model_version, "sha256": self.model.model_sha256,
-                                           "manifest": str(cfg.manifest_path),
+                                           "manifest": str(manifest),
                                            "backend": str(getattr(self.model.backend, "name", ""))})
         self.pipeline = Pipeline(self.model, PipelineSettings.from_config(cfg), cfg.device_id,
                                  patient=self.patient.get)
@@ -124,6 +127,28 @@ class Daemon:
         self.watchdog.start()
         log.info("ready in %.2f s (model %s sha256 %s..., state %s, control %s)", self.ready_s,
                  self.model.model_version, self.model.model_sha256[:12], cfg.state_dir, cfg.control_socket)
+
+    def _on_model_change(self, manifest_path: str) -> None:
+        """The model store swapped (install or rollback, already verified and self-tested): load and switch.
+        The pipeline's model reference is replaced in one assignment, so a window is analysed wholly by the
+        old or wholly by the new model."""
+        from edge_app.inference import load_model
+        old = self.model
+        try:
+            new = load_model(manifest_path, backend=self.cfg.get("model.backend"),
+                             num_threads=self.cfg.get("model.num_threads"))
+        except Exception as e:  # noqa: BLE001 - keep the running model; say so loudly
+            log.error("new model %s failed to load (%s); keeping %s", manifest_path, e, old.model_version)
+            self.audit.append("model_change_failed", {"manifest": str(manifest_path), "error": str(e)})
+            return
+        self.model = new
+        self.pipeline.set_model(new)
+        self.audit.append("model_changed", {"from": {"version": old.model_version, "sha256": old.model_sha256},
+                                            "to": {"version": new.model_version, "sha256": new.model_sha256},
+                                            "manifest": str(manifest_path)})
+        log.warning("model changed: %s -> %s", old.model_version, new.model_version)
+        if self.uplink is not None:
+            self.uplink.set_birth({"model_version": new.model_version, "model_sha256": new.model_sha256})
 
     def _warm_up(self) -> None:
         """Import and exercise everything the first window needs, so it is not 1 s late (lazy imports,
@@ -145,7 +170,7 @@ class Daemon:
     def _start_uplink(self) -> None:
         from edge_app.uplink.service import Uplink
         self.uplink = Uplink(self.cfg.mqtt, self.cfg.device_id, self.cfg.state_dir / "outbox.sqlite",
-                             control=self, on_delivered=self._on_delivered)
+                             control=self, model_store=self.model_store, on_delivered=self._on_delivered)
         self.uplink.set_birth({"software_version": __version__, "model_version": self.model.model_version,
                                "model_sha256": self.model.model_sha256, "config_version": self.config_version()})
         self.uplink.start()
