@@ -233,10 +233,22 @@ def _refine(peaks: np.ndarray, bp: np.ndarray, fs: float) -> np.ndarray:
     return out
 
 
+def _live_leads(a: np.ndarray) -> np.ndarray:
+    """Leads that carry a signal at all: not flat, not pinned at the ADC rail, no floating-electrode
+    DC offset (same limits as the quality gate). Noisy leads stay: the lead combination copes."""
+    from .quality import DC_OFF_UV, RAIL_UV
+    dc = np.median(a, axis=0)
+    rail = np.mean(np.abs(a) >= 0.98 * RAIL_UV, axis=0) > 0.01
+    flat = np.ptp(a, axis=0) < 20.0
+    live = ~rail & ~flat & (np.abs(dc) < DC_OFF_UV)
+    return live if live.any() else np.ones(a.shape[1], dtype=bool)
+
+
 def ecg_peaks(x: np.ndarray, fs: float, usable_leads: np.ndarray | None = None) -> np.ndarray:
     """R-peak sample indices of one lead (n,) or several leads (n, L), at the signal's own rate.
 
-    usable_leads: optional (L,) bool to leave out leads the quality gate rejected.
+    usable_leads: optional (L,) bool to leave out leads the quality gate rejected; by default
+    leads that are flat, railed or floating (electrode off) are left out.
     Raises BeatError for bad shapes, non-finite samples or a rate below 50 Hz.
     """
     fs = _check_fs(fs)
@@ -245,6 +257,8 @@ def ecg_peaks(x: np.ndarray, fs: float, usable_leads: np.ndarray | None = None) 
         raise BeatError(f"need at least 2 s of signal for R-peak detection, got {a.shape[0] / fs:.2f} s")
     if not np.all(np.isfinite(a)):
         raise BeatError("ECG contains NaN or infinite samples")
+    if usable_leads is None and a.shape[1] > 1:
+        usable_leads = _live_leads(a)
     comb, bp = _combined_energy(a, fs, usable_leads)
     if not np.any(comb > 0):
         return np.zeros(0, dtype=np.int64)

@@ -128,17 +128,18 @@ def _band_power(f: np.ndarray, p: np.ndarray, lo: float, hi: float) -> np.ndarra
     return p[m].sum(axis=0)
 
 
-def _notch_mains(x: np.ndarray, fs: float) -> np.ndarray:
-    """Remove 50 and 60 Hz hum before measuring noise: the model path (the resampler's stop band
-    starts at 50 Hz) and the display (notch) remove it anyway, so hum alone is no reason to refuse."""
-    for f0 in (50.0, 60.0):
+def _notch_mains(x: np.ndarray, fs: float, mains_hz: float | None = None) -> np.ndarray:
+    """Remove mains hum (mains_hz, or both 50 and 60 Hz when None) before measuring noise: the model
+    path (the resampler's stop band starts at 50 Hz) and the display (notch) remove it anyway, so hum
+    alone is no reason to refuse a window."""
+    for f0 in ((50.0, 60.0) if mains_hz is None else (float(mains_hz),)):
         if f0 < 0.45 * fs:
             b, a = sps.iirnotch(f0, 10.0, fs=fs)
             x = sps.filtfilt(b, a, x, axis=0)
     return x
 
 
-def lead_features(x: np.ndarray, fs: float) -> dict[str, np.ndarray]:
+def lead_features(x: np.ndarray, fs: float, mains_hz: float | None = None) -> dict[str, np.ndarray]:
     """Per-lead SQIs and physical measures of a window (n, L) in microvolts (vectorised over leads)."""
     n = x.shape[0]
     dc = np.median(x, axis=0)
@@ -158,7 +159,7 @@ def lead_features(x: np.ndarray, fs: float) -> dict[str, np.ndarray]:
     # Noise where the model looks: 20-45 Hz RMS over 100 ms segments; the lower quartile of the
     # segments, so QRS complexes (which hold 20-45 Hz energy too) are left out even at 200 bpm,
     # while continuous muscle noise, which fills every segment, is not.
-    hf = _bandpass(_notch_mains(xc, fs), fs, 20.0, 45.0)
+    hf = _bandpass(_notch_mains(xc, fs, mains_hz), fs, 20.0, 45.0)
     seg = max(5, int(round(0.1 * fs)))
     nseg = max(1, n // seg)
     seg_rms = np.sqrt(np.mean(hf[: nseg * seg].reshape(nseg, seg, -1) ** 2, axis=1))
@@ -202,19 +203,21 @@ def _lead_verdicts(ft: dict[str, np.ndarray]) -> tuple[list[list[str]], list[lis
         if noise > NOISE_UNUSABLE_UV or (snr < SNR_UNUSABLE and noise > 0.5 * NOISE_ACCEPTABLE_UV):
             fatal[i].append("noisy")
         elif noise > NOISE_ACCEPTABLE_UV or ft["psqi"][i] < PSQI_MIN or ft["ksqi"][i] < KSQI_MIN:
-            minor[i].append("noisy")
+            minor[i].append("some noise")
         if ft["wander"][i] > WANDER_UNUSABLE_UV:
             fatal[i].append("wander")
         elif ft["wander"][i] > WANDER_ACCEPTABLE_UV or ft["bassqi"][i] < BASSQI_ACCEPTABLE:
-            minor[i].append("wander")
+            minor[i].append("some wander")
     return fatal, minor
 
 
 _WORDS = {
     "flat": "flat line",
     "clipped": "clipped (signal cut off at its top or bottom)",
-    "noisy": "noisy",
-    "wander": "baseline wandering",
+    "noisy": "too noisy",
+    "some noise": "slightly noisy",
+    "wander": "baseline wandering too much",
+    "some wander": "baseline wandering",
     "amplitude": "implausible amplitude",
     "off": "signal at the amplifier's limit",
 }
@@ -267,12 +270,13 @@ def _infer_off_electrodes(fatal: list[list[str]], names: tuple[str, ...]) -> lis
 
 
 def ecg_quality(window_uv: np.ndarray, fs: float, lead_off: np.ndarray | None = None,
-                leads: tuple[str, ...] | list[str] | None = None) -> QualityReport:
+                leads: tuple[str, ...] | list[str] | None = None, mains_hz: float | None = None) -> QualityReport:
     """Quality of one window (n, L) in microvolts at its native rate fs.
 
     leads: lead names (default: the 12 standard leads in PTB-XL order when L == 12; then the
     front end's lead_off flags (n, 9) in ELECTRODES order are honoured). With fewer leads, only the
-    leads present are assessed (e.g. a 2-channel Holter record).
+    leads present are assessed (e.g. a 2-channel Holter record). mains_hz: the hum to ignore when
+    measuring noise (50 or 60; None ignores both).
     """
     x = np.asarray(window_uv, dtype=np.float64)
     if x.ndim == 1:
@@ -296,7 +300,7 @@ def ecg_quality(window_uv: np.ndarray, fs: float, lead_off: np.ndarray | None = 
     nonfinite = ~np.all(np.isfinite(x), axis=0)
     if nonfinite.any():
         x = np.where(np.isfinite(x), x, 0.0)
-    ft = lead_features(x, fs)
+    ft = lead_features(x, fs, mains_hz)
     fatal, minor = _lead_verdicts(ft)
     for i in np.nonzero(nonfinite)[0]:
         fatal[i].insert(0, "missing")
@@ -333,7 +337,7 @@ def ecg_quality(window_uv: np.ndarray, fs: float, lead_off: np.ndarray | None = 
             continue                                      # already explained by the electrode
         for f in fatal[i] + minor[i]:
             by_problem.setdefault(f, []).append(nm)
-    for prob in ("missing", "off", "flat", "clipped", "amplitude", "noisy", "wander"):
+    for prob in ("missing", "off", "flat", "clipped", "amplitude", "noisy", "wander", "some noise", "some wander"):
         if prob in by_problem:
             who = _group(by_problem[prob], names)
             if prob == "missing":

@@ -1,0 +1,137 @@
+"""Quality gate on real PTB-XL records, clean and with the front end's faults injected."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import wfdb
+
+from edge_app.signal_chain import faults as F
+from edge_app.signal_chain.contract import LEADS
+from edge_app.signal_chain.quality import ELECTRODE_LEADS, ELECTRODES, QualityError, ecg_quality
+
+ROOT = Path(__file__).resolve().parents[1]
+PTBXL = ROOT / "tests" / "fixtures" / "ptbxl_official_sample"
+DB = pd.read_csv(PTBXL / "ptbxl_database.csv")
+
+
+def _records(rate: str):
+    col = "filename_hr" if rate == "500" else "filename_lr"
+    for fn in DB[col]:
+        rec = wfdb.rdrecord(str(PTBXL / fn))
+        yield rec.p_signal * 1000.0, float(rec.fs)
+
+
+@pytest.fixture(scope="module", params=["100", "500"])
+def records(request):
+    return list(_records(request.param))
+
+
+def test_clean_real_records_mostly_usable(records):
+    c = Counter(ecg_quality(x, fs).verdict for x, fs in records)
+    assert len(records) == 42
+    assert (c["good"] + c["acceptable"]) / 42 >= 0.95, c
+    assert c["good"] >= 10, c
+
+
+def test_electrode_off_named_from_flags_and_from_signal(records):
+    hits_flags = hits_sig = named = 0
+    for k, (x, fs) in enumerate(records):
+        e = ELECTRODES[k % 9]
+        y, lo = F.electrode_off(x, fs, e)
+        q1 = ecg_quality(y, fs, lead_off=lo)
+        q2 = ecg_quality(y, fs)
+        hits_flags += q1.verdict == "unusable" and f"{e} electrode off" in q1.reasons
+        hits_sig += q2.verdict == "unusable"
+        named += e in q2.electrodes_off
+        # every lead the electrode feeds is marked unusable
+        assert all(q1.leads[ld].verdict == "unusable" for ld in ELECTRODE_LEADS[e])
+    assert hits_flags == len(records)
+    assert hits_sig >= 0.95 * len(records)
+    assert named >= 0.95 * len(records)
+
+
+def test_flat_saturated_and_heavy_noise_unusable(records):
+    rng = np.random.default_rng(7)
+    bad = Counter()
+    n = 0
+    for k, (x, fs) in enumerate(records):
+        ch = ("V1", "V2", "V3", "V4", "V5", "V6", "I", "II")[k % 8]
+        heavy = 100.0 if fs == 100 else 1000.0     # simulator noise: ~85 uV RMS in the model's band either way
+        cases = {"flat": F.flat(x, (ch,)), "flat_all": F.flat(x), "saturate": F.saturate(x, (ch,)),
+                 "noise": F.noise(x, heavy, rng)}
+        for name, y in cases.items():
+            q = ecg_quality(y, fs)
+            bad[name] += q.verdict == "unusable"
+        n += 1
+        qf = ecg_quality(cases["flat"], fs)
+        if ch.startswith("V"):
+            assert f"flat line on {ch}" in qf.reasons, qf.reasons
+    for name, v in bad.items():
+        assert v / n >= 0.95, (name, v, n)
+
+
+def test_moderate_noise_and_mains_do_not_refuse_good_records(records):
+    rng = np.random.default_rng(3)
+    ok = 0
+    for x, fs in records:
+        y = F.noise(x, 20.0 if fs == 100 else 200.0, rng)
+        if fs > 120:
+            y = F.mains(y, fs, 300.0, 50.0, rng)
+        ok += ecg_quality(y, fs, mains_hz=50).verdict != "unusable"
+    assert ok >= 0.85 * len(records)
+
+
+def test_reasons_in_crew_words():
+    x, fs = next(_records("500"))
+    q = ecg_quality(F.flat(x, ("V2",)), fs)
+    assert q.verdict == "unusable" and "flat line on V2" in q.reasons
+    y, lo = F.electrode_off(x, fs, "V3")
+    q = ecg_quality(y, fs, lead_off=lo)
+    assert q.reasons[0] == "V3 electrode off" and q.electrodes_off == ["V3"]
+    y, lo = F.electrode_off(x, fs, "LA")
+    q = ecg_quality(y, fs)
+    assert "LA electrode off" in q.reasons and q.electrodes_off == ["LA"]
+    z = x.copy()
+    rng = np.random.default_rng(0)
+    ch = F.to_channels(z)
+    ch[:, :2] += rng.normal(size=(z.shape[0], 2)) * 150.0    # EMG on the limb electrodes only
+    from firmware_bridge.samples import derive_leads
+    q = ecg_quality(derive_leads(ch), fs)
+    assert q.verdict == "unusable"
+    assert "limb leads too noisy" in q.reasons, q.reasons
+    d = q.to_dict()
+    assert set(d["leads"]) == set(LEADS) and d["leads"]["V1"]["verdict"] in ("good", "acceptable")
+
+
+def test_implausible_amplitude_and_clipping():
+    x, fs = next(_records("500"))
+    y = x.copy()
+    y[:, 7] *= 25.0                                   # V2 at 25x: tens of mV
+    q = ecg_quality(y, fs)
+    assert q.leads["V2"].verdict == "unusable" and "amplitude" in q.leads["V2"].flags
+    c = x.copy()
+    v = c[:, 9]
+    top = np.percentile(v, 92)
+    c[:, 9] = np.minimum(v, top)                      # V4 clipped at its top
+    q = ecg_quality(c, fs)
+    assert "clipped" in q.leads["V4"].flags and q.verdict == "unusable"
+
+
+def test_few_leads_and_bad_input():
+    x, fs = next(_records("500"))
+    q = ecg_quality(x[:, :2], fs, leads=("MLII", "V5"))
+    assert set(q.leads) == {"MLII", "V5"} and q.verdict in ("good", "acceptable")
+    with pytest.raises(QualityError):
+        ecg_quality(x[:100], fs)
+    with pytest.raises(QualityError, match="lead_off"):
+        ecg_quality(x, fs, lead_off=np.zeros((10, 9), bool))
+    with pytest.raises(QualityError):
+        ecg_quality(x, fs, leads=("I",))
+    y = x.copy()
+    y[:, 8] = np.nan
+    q = ecg_quality(y, fs)
+    assert q.verdict == "unusable" and any("missing" in r for r in q.reasons)
