@@ -1,0 +1,225 @@
+"""Signed model rollout: tampered bundles are refused and the running model keeps running; a good bundle is
+self-tested on the REAL LiteRT interpreter, swapped in atomically, reported in the birth, and rolled back."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_app.model_store import ModelStore, signed_digest
+from edge_app.uplink.fleet_cli import FleetClient, install_args, keygen, load_bundle, main as fleet_main, sign_bundle
+from edge_app.uplink.service import Uplink
+from edge_app.uplink.settings import MqttConfig
+from mosquitto_broker import MosquittoBroker
+from test_uplink_support import TestDeviceControl, retained
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "quantized_models" / "manifest.json"
+
+needs_model = pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped model in quantized_models/ (training "
+                                 "has not exported one yet); the self-test needs a real model")
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def keys(tmp_path):
+    keygen(str(tmp_path / "fleet.key"), str(tmp_path / "fleet.pub"))
+    keygen(str(tmp_path / "other.key"), str(tmp_path / "other.pub"))
+    return {"priv": str(tmp_path / "fleet.key"), "pub": str(tmp_path / "fleet.pub"),
+            "other_priv": str(tmp_path / "other.key")}
+
+
+def new_version_bundle(tmp_path: Path, version: str, golden_shift: float = 0.0) -> Path:
+    """A copy of the shipped model under a new version (same weights, so the real self-test passes), or with
+    golden outputs shifted so the real self-test must fail."""
+    d = tmp_path / f"bundle-{version}"
+    d.mkdir()
+    m = json.loads(SHIPPED.read_text())
+    m["model_version"] = version
+    if golden_shift:
+        for g in m["golden"]:
+            g["probabilities"] = {k: min(1.0, v + golden_shift) if v < 0.5 else v - golden_shift
+                                  for k, v in g["probabilities"].items()}
+    shutil.copy(SHIPPED.parent / m["model_file"], d / m["model_file"])
+    shutil.copy(SHIPPED.parent / m["gradcam"]["file"], d / m["gradcam"]["file"])
+    (d / "manifest.json").write_text(json.dumps(m, indent=1))
+    return d / "manifest.json"
+
+
+class Reloads:
+    """The daemon's on_change: really loads the new model like the daemon would."""
+
+    def __init__(self) -> None:
+        self.loaded: list[str] = []
+
+    def __call__(self, manifest_path: str) -> None:
+        from edge_app.inference.model import load_model
+        self.loaded.append(load_model(manifest_path).model_version)
+
+
+@needs_model
+def test_tampered_bundles_are_refused_and_the_running_model_is_untouched(tmp_path, keys):
+    reloads = Reloads()
+    store = ModelStore(tmp_path / "state", SHIPPED, on_change=reloads)
+    shipped_version = json.loads(SHIPPED.read_text())["model_version"]
+    model, manifest, files = load_bundle(str(new_version_bundle(tmp_path, "9.9.9-good")))
+    pub = Path(keys["pub"]).read_bytes()
+    sig = sign_bundle(keys["priv"], model, manifest, files)
+
+    flipped = bytearray(model)
+    flipped[len(flipped) // 2] ^= 0x01
+    cases = {
+        "flipped model byte": (bytes(flipped), manifest, files, sig, "signature"),
+        "flipped manifest byte": (model, manifest.replace(b"9.9.9-good", b"9.9.9-evil"), files, sig, "signature"),
+        "flipped Grad-CAM byte": (model, manifest, {k: v[:-1] + bytes([v[-1] ^ 1]) for k, v in files.items()},
+                                  sig, "signature"),
+        "wrong key": (model, manifest, files, sign_bundle(keys["other_priv"], model, manifest, files), "signature"),
+        "truncated signature": (model, manifest, files, sig[:-1], "signature"),
+        # correctly signed, but the model does not match the manifest's sha256 (e.g. signed the wrong file)
+        "hash mismatch": (bytes(flipped), manifest, files,
+                          sign_bundle(keys["priv"], bytes(flipped), manifest, files), "hash"),
+        "missing Grad-CAM file": (model, manifest, {}, sign_bundle(keys["priv"], model, manifest, {}), "manifest"),
+    }
+    for label, (mo, ma, fi, si, stage) in cases.items():
+        report = store.install(mo, ma, si, pub, files=fi)
+        assert report["ok"] is False, label
+        assert report["stage"] == stage, (label, report)
+        assert report["reason"], label
+        assert store.active_manifest_path() == str(SHIPPED), label
+        assert store.active_info()["version"] == shipped_version
+        assert not [p for p in (tmp_path / "state" / "models").iterdir() if p.name != "current.json"], \
+            f"{label}: staging left behind"
+    assert reloads.loaded == [], "the daemon must not be asked to reload after a refused install"
+
+
+@needs_model
+def test_failed_selftest_leaves_running_model(tmp_path, keys):
+    store = ModelStore(tmp_path / "state", SHIPPED)
+    model, manifest, files = load_bundle(str(new_version_bundle(tmp_path, "9.9.9-badgolden", golden_shift=0.3)))
+    report = store.install(model, manifest, sign_bundle(keys["priv"], model, manifest, files),
+                           Path(keys["pub"]).read_bytes(), files=files)
+    assert report["ok"] is False and report["stage"] == "selftest", report
+    assert report["selftest"]["ok"] is False and report["selftest"]["max_abs_diff"] > 0.01
+    assert store.active_manifest_path() == str(SHIPPED)
+
+
+@needs_model
+def test_good_model_rolled_out_over_mqtt_reported_and_rolled_back(tmp_path, keys, capsys):
+    reloads = Reloads()
+    store = ModelStore(tmp_path / "state", SHIPPED, on_change=reloads)
+    shipped = json.loads(SHIPPED.read_text())
+    bundle = new_version_bundle(tmp_path, "9.9.9-rollout")
+    with MosquittoBroker(tmp_path) as broker:
+        devices = {}
+        for dev in ("amb-a", "amb-b"):
+            cfg = MqttConfig.from_dict({"enabled": True, "port": broker.port, "telemetry_interval_s": 3600,
+                                        "model_public_key": keys["pub"]})
+            devices[dev] = Uplink(cfg, dev, tmp_path / f"{dev}.db", control=TestDeviceControl(),
+                                  model_store=store if dev == "amb-a" else None)
+            devices[dev].start()
+        try:
+            for up in devices.values():
+                assert up.wait_connected(10)
+            birth = json.loads(retained(broker.port, "ecg/amb-a/birth"))
+            assert birth["model"]["version"] == shipped["model_version"] and birth["model"]["source"] == "shipped"
+
+            # roll out with the admin CLI to two devices: amb-a takes it, amb-b has no model store and refuses
+            rc = fleet_main(["--port", str(broker.port), "--json", "rollout", "--private-key", keys["priv"],
+                             "--manifest", str(bundle), "--timeout", "60", "amb-a", "amb-b"])
+            summary = json.loads(capsys.readouterr().out)
+            assert rc == 1 and summary["took"] == ["amb-a"] and summary["refused"] == ["amb-b"]
+            rep = summary["results"]["amb-a"]["reply"]["result"]
+            assert rep["version"] == "9.9.9-rollout" and rep["selftest"]["ok"] is True
+            assert rep["previous"] == "shipped" and rep["model_sha256"] == shipped["model_sha256"]
+            assert store.active_manifest_path().endswith("models/9.9.9-rollout/manifest.json")
+            assert reloads.loaded == ["9.9.9-rollout"]
+            time.sleep(0.3)
+            birth = json.loads(retained(broker.port, "ecg/amb-a/birth"))
+            assert birth["model"]["version"] == "9.9.9-rollout" and birth["model"]["source"] == "installed"
+
+            with FleetClient(port=broker.port) as fleet:
+                # the same version again is refused (already running), nothing changes
+                model, manifest, files = load_bundle(str(bundle))
+                args = install_args(model, manifest, files, sign_bundle(keys["priv"], model, manifest, files))
+                r = fleet.command("amb-a", "model/install", args, timeout=60)
+                assert not r["ok"] and "already the running model" in r["error"]["message"]
+                # a tampered bundle over MQTT: refused with the reason, the new model keeps running
+                bad = dict(args, model_b64=base64.b64encode(model[:-1] + b"\x00").decode())
+                r = fleet.command("amb-a", "model/install", bad, timeout=60)
+                assert r["error"]["code"] == "model_rejected" and "signature" in r["error"]["message"]
+                assert store.active_info()["version"] == "9.9.9-rollout"
+
+                r = fleet.command("amb-a", "model/rollback", timeout=30)
+                assert r["ok"] and r["result"]["to"] == "shipped"
+                assert store.active_manifest_path() == str(SHIPPED)
+                assert reloads.loaded == ["9.9.9-rollout", shipped["model_version"]]
+                time.sleep(0.3)
+                birth = json.loads(retained(broker.port, "ecg/amb-a/birth"))
+                assert birth["model"]["version"] == shipped["model_version"]
+                # rolling back again returns to the installed model (kept on disk)
+                r = fleet.command("amb-a", "model/rollback", timeout=30)
+                assert r["ok"] and store.active_info()["version"] == "9.9.9-rollout"
+        finally:
+            for up in devices.values():
+                up.stop()
+
+
+@needs_model
+def test_pointer_survives_restart_and_leftovers_are_cleaned(tmp_path, keys):
+    store = ModelStore(tmp_path / "state", SHIPPED)
+    model, manifest, files = load_bundle(str(new_version_bundle(tmp_path, "9.9.9-persist")))
+    assert store.install(model, manifest, sign_bundle(keys["priv"], model, manifest, files),
+                         keys["pub"], files=files)["ok"]
+    models = tmp_path / "state" / "models"
+    (models / ".staging-deadbeef").mkdir()  # a power cut during staging
+    (models / ".current.json.abc.tmp").write_text("{half")  # ... or during the pointer write
+    again = ModelStore(tmp_path / "state", SHIPPED)
+    assert again.active_info()["version"] == "9.9.9-persist"
+    assert not (models / ".staging-deadbeef").exists() and not (models / ".current.json.abc.tmp").exists()
+    # a corrupted installed file is caught before rolling forward onto it
+    assert again.rollback()["ok"]
+    victim = models / "9.9.9-persist" / json.loads(manifest)["model_file"]
+    victim.write_bytes(victim.read_bytes()[:-10])
+    r = again.rollback()
+    assert not r["ok"] and "integrity" in r["reason"]
+    assert again.active_manifest_path() == str(SHIPPED)
+
+
+def test_signed_digest_covers_every_file():
+    base = signed_digest(b"model", b"manifest", {"cam.npz": b"cam"})
+    assert len(base) == 32
+    assert base != signed_digest(b"modeL", b"manifest", {"cam.npz": b"cam"})
+    assert base != signed_digest(b"model", b"manifesT", {"cam.npz": b"cam"})
+    assert base != signed_digest(b"model", b"manifest", {"cam.npz": b"caM"})
+    assert base != signed_digest(b"model", b"manifest", {"cam2.npz": b"cam"})
+    assert base != signed_digest(b"model", b"manifest")
+
+
+def test_fleet_cli_keygen_and_sign(tmp_path, capsys):
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+    from edge_app.model_store import verify_signature
+    assert fleet_main(["keygen", "--private-key", str(tmp_path / "k"), "--public-key", str(tmp_path / "k.pub")]) == 0
+    assert oct(os.stat(tmp_path / "k").st_mode & 0o777) == "0o600"
+    assert fleet_main(["keygen", "--private-key", str(tmp_path / "k"), "--public-key", str(tmp_path / "x")]) == 2
+    d = tmp_path / "b"
+    d.mkdir()
+    (d / "m.tflite").write_bytes(b"\x01" * 100)
+    (d / "manifest.json").write_text(json.dumps({"model_file": "m.tflite", "model_sha256": _sha(b"\x01" * 100),
+                                                 "model_version": "1"}))
+    assert fleet_main(["sign", "--private-key", str(tmp_path / "k"), "--manifest", str(d / "manifest.json")]) == 0
+    sig = (d / "manifest.json.sig").read_bytes()
+    verify_signature(sig, signed_digest((d / "m.tflite").read_bytes(), (d / "manifest.json").read_bytes()),
+                     (tmp_path / "k.pub").read_bytes())
+    with pytest.raises(ValueError):
+        verify_signature(sig, signed_digest(b"\x02" * 100, (d / "manifest.json").read_bytes()),
+                         (tmp_path / "k.pub").read_bytes())
+    assert load_pem_public_key((tmp_path / "k.pub").read_bytes())
