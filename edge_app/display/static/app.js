@@ -148,7 +148,6 @@ function setFs(fs) {
   st.buf = LEADS.map(() => new Float32Array(st.N).fill(NaN));
 }
 function ingest(strip) {
-  const t0 = performance.now();
   if (!st.buf.length || strip.fs !== st.fs) { setFs(strip.fs); st.drawnSeq = st.displaySeq = strip.start; }
   if (strip.reset || strip.start > st.latestSeq + st.N || strip.end < st.latestSeq) {
     st.buf.forEach(b => b.fill(NaN)); st.drawnSeq = st.displaySeq = strip.start; st.needFull = true;
@@ -163,20 +162,23 @@ function ingest(strip) {
     perf.samplesIn += rows.length;
     if (st.latestSeq - st.displaySeq > 0.6 * st.fs || st.displaySeq > st.latestSeq) st.displaySeq = st.latestSeq - 0.15 * st.fs;
   }
-  perf.msgMsTotal += performance.now() - t0;
 }
 function liveGeometry() {
   const c = $("live"), gc = $("live-grid");
   const changed = fitCanvas(c) | fitCanvas(gc);
   if (changed || !st.geom) {
     st.geom = geometry(c.width, c.height, SWEEP_S);
-    redrawLiveGrid();
+    redrawLiveGrid(true);
     st.needFull = true;
   }
 }
-function redrawLiveGrid() {
+function redrawLiveGrid(force) {
+  // The grid + lead labels only change with the canvas size or a lead's state: skip otherwise.
   if (!st.geom) return;
-  drawGrid($("live-grid").getContext("2d"), st.geom, leadStates(), null);
+  const ls = leadStates(), key = JSON.stringify(ls) + st.geom.W + "x" + st.geom.H;
+  if (!force && key === st.gridKey) return;
+  st.gridKey = key;
+  drawGrid($("live-grid").getContext("2d"), st.geom, ls, null);
 }
 /** Keep an off-scale trace inside its row's neighbourhood (no rail-to-rail lines across the screen). */
 function clampY(y, base, rowH) { return y < base - 1.3 * rowH ? base - 1.3 * rowH : y > base + rowH ? base + rowH : y; }
