@@ -112,6 +112,14 @@ class MqttConfig:
         if not 1 <= self.max_inflight <= 1000:
             raise ConfigError("mqtt.max_inflight", f"{self.max_inflight} is outside 1..1000", "use 20")
 
+    def to_dict(self, redact: bool = True) -> dict[str, Any]:
+        """Plain dict of the settings. redact=True (default) replaces the password with "***" so the result
+        can be shown in config/get and config/reported; pass redact=False only to round-trip locally."""
+        d = dataclasses.asdict(self)
+        if redact and d.get("password"):
+            d["password"] = "***"
+        return d
+
     def read_password(self) -> str:
         """The password, from the config or the first line of password_file."""
         if self.password_file:
