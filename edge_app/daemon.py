@@ -415,6 +415,7 @@ class Daemon:
             "counters": dict(self.counters),
             "latency_ms": {"n": len(lat), "median": lat[len(lat) // 2] if lat else None,
                            "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else None},
+            "latency_all_ms": [round(v, 1) for v in self.latencies_ms],
             "alarms_active": [self._alarms[a].to_dict() for a in self.active.values() if a in self._alarms],
             "last_result": None if self.last_result is None else {
                 k: self.last_result.get(k) for k in ("id", "time", "triage_level", "alarm_priority",
