@@ -112,9 +112,9 @@ class MqttConfig:
         if not 1 <= self.max_inflight <= 1000:
             raise ConfigError("mqtt.max_inflight", f"{self.max_inflight} is outside 1..1000", "use 20")
 
-    def to_dict(self, redact: bool = True) -> dict[str, Any]:
-        """Plain dict of the settings. redact=True (default) replaces the password with "***" so the result
-        can be shown in config/get and config/reported; pass redact=False only to round-trip locally."""
+    def to_dict(self, redact: bool = False) -> dict[str, Any]:
+        """Plain dict of the settings; from_dict(to_dict()) round-trips (the daemon's config code relies on it).
+        redact=True replaces the password with "***" for anything shown or sent (config/get, config/reported)."""
         d = dataclasses.asdict(self)
         if redact and d.get("password"):
             d["password"] = "***"
