@@ -325,6 +325,31 @@ def test_bad_api_input_is_refused_and_changes_nothing(rig):
     assert not rig.page.exceptions, rig.page.exceptions
 
 
+def test_history_shows_an_older_result(rig):
+    p = rig.page
+    p.wait_for("document.querySelectorAll('#history button').length >= 2", 10)
+    older = p.evaluate("document.querySelectorAll('#history button')[1].dataset.id")
+    p.tap(f"#history button[data-id='{older}']")
+    p.wait_for(f"document.getElementById('result-title').dataset.id === {json.dumps(older)}", 10)
+    assert "from history" in p.evaluate("document.getElementById('result-title').textContent")
+    assert older in [r["id"] for r in _json(rig.base + "/api/results?limit=50")["results"]]
+    newest = p.evaluate("document.querySelectorAll('#history button')[0].dataset.id")
+    p.tap(f"#history button[data-id='{newest}']")          # back to following the latest
+    p.wait_for("ecg.st.selectedId === null", 5)
+
+
+def test_new_patient_clears_context(rig):
+    p = rig.page
+    p.tap("#new-patient")
+    assert p.evaluate("document.getElementById('new-patient').textContent").startswith("Tap again")
+    assert _json(rig.base + "/api/patient")["patient"]["age"] == 63.0, "one tap must not clear"
+    p.tap("#new-patient")
+    p.wait_for("document.getElementById('patient-msg').textContent.startsWith('New patient')", 10)
+    assert _json(rig.base + "/api/patient")["patient"] == {"age": None, "sex": None}
+    assert "age unknown" in p.evaluate("document.getElementById('patient-now').textContent")
+    assert '"patient_cleared"' in (rig.state / "audit.jsonl").read_text()
+
+
 def test_small_touchscreen_layout(rig):
     """800x480 kiosk panel: banner, notice and live strip are visible without scrolling."""
     p = rig.page
