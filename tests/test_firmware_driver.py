@@ -221,7 +221,8 @@ def test_reconnect_after_pulled_cable_via_link(sims, tmp_path):
     check_indices(blocks)
     rec = [b for b in blocks if "reconnected" in b.events]
     assert len(rec) == 1 and rec[0].gap_before == -1
-    assert rec[0].first_index == 500                                 # right after the last sample before
+    before = sum(b.n for b in blocks[:blocks.index(rec[0])])
+    assert rec[0].first_index == before and 0 < before <= 500    # in-flight bytes may be lost
     assert st.reconnects == 1 and sim.stats.disconnects == 1
     assert "no_device" in statuses
     assert os.path.islink(link) and os.path.realpath(link).startswith("/dev/pts/")   # the new pty

@@ -101,7 +101,10 @@ def test_cli_prints_path_first_and_survives_disconnect(tmp_path):
         drv.close()
         assert drv.info.device_id == "SIM-ADS1298"
         rec = [b for b in blocks if "reconnected" in b.events]
-        assert len(rec) == 1 and rec[0].gap_before == -1 and rec[0].first_index == 500
+        assert len(rec) == 1 and rec[0].gap_before == -1
+        # bytes in flight when the cable is pulled are lost (as on real hardware), so <= 500 arrive
+        before = sum(b.n for b in blocks[:blocks.index(rec[0])])
+        assert rec[0].first_index == before and 0 < before <= 500
         lo = np.concatenate([b.lead_off for b in blocks])
         assert lo[:, -1].all() and not lo[:, :-1].any()                 # V6 off throughout, only V6
     finally:
