@@ -136,7 +136,8 @@ class Uplink:
         else:
             client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
                                  clean_session=True)
-        client.enable_logger(logging.getLogger(__name__ + ".paho"))
+        # paho's own logger reports every failed reconnect at ERROR; in a dead zone that is noise, so
+        # link state is logged once per transition by our callbacks instead.
         if cfg.username:
             client.username_pw_set(cfg.username, cfg.read_password() or None)
         if cfg.tls:
@@ -148,6 +149,7 @@ class Uplink:
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         return client
@@ -233,6 +235,10 @@ class Uplink:
         self._publish_config_reported(None)
         self._last_telemetry = 0.0
         self._wake.set()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self.last_error = f"cannot reach broker {self.config.host}:{self.config.port}; retrying with backoff"
+        log.debug("%s", self.last_error)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
