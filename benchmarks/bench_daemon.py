@@ -63,6 +63,14 @@ def main() -> int:
         if "READY=1" in msg.split("\n"):
             t_ready = time.monotonic() - t_spawn
             break
+    nsock.setblocking(False)
+
+    def drain() -> None:            # behave like systemd: read every notification
+        try:
+            while True:
+                nsock.recv(4096)
+        except BlockingIOError:
+            pass
     p = psutil.Process(proc.pid)
     time.sleep(1.0)
     cpu0 = p.cpu_times()
@@ -70,6 +78,7 @@ def main() -> int:
     rss = []
     while time.monotonic() - w0 < args.duration:
         rss.append(p.memory_info().rss)
+        drain()
         time.sleep(1.0)
     cpu1 = p.cpu_times()
     wall = time.monotonic() - w0

@@ -78,8 +78,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "model": {
         "manifest": Key(STR, "", None, "a path to a model manifest.json, or \"\" for the shipped model",
                         runtime=False),
-        "backend": Key(STR, "litert", _one_of("litert", "tflite_runtime", "auto"),
-                       "\"litert\", \"tflite_runtime\" or \"auto\"", runtime=False),
+        "backend": Key(STR, "litert", lambda v: v in _backends(),
+                       "an inference backend this build has (\"litert\": ai-edge-litert, falling back to "
+                       "tflite-runtime; a Coral/TensorRT backend registers its own name)", runtime=False),
         "num_threads": Key(INT, 1, _rng(1, 8), "an integer from 1 to 8", runtime=False),
         "deadline_s": Key(NUM, 2.0, _rng(0.05, 30), "seconds one window's analysis may take, 0.05 to 30"),
         # thresholds: a table CLASS = probability; checked separately (see _check_thresholds)
@@ -123,6 +124,15 @@ MQTT_FALLBACK: dict[str, Key] = {
     "host": Key(STR, "127.0.0.1", lambda v: len(v) > 0, "the broker host"),
     "port": Key(INT, 1883, _rng(1, 65535), "a TCP port from 1 to 65535"),
 }
+
+
+def _backends() -> list[str]:
+    try:
+        import edge_app.inference  # noqa: F401  (registers the backends)
+        from edge_app.inference.backend import available_backends
+        return available_backends()
+    except ImportError:
+        return ["litert"]
 
 
 def _type_name(t: tuple[type, ...]) -> str:

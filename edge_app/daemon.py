@@ -47,16 +47,16 @@ CLEAR_AFTER_WINDOWS = 2
 QUEUE_BLOCKS = 50 * 120          # 2 min of 20 ms blocks between the serial reader and the analysis
 
 
-def _default_driver_factory(port: str, baudrate: int) -> Any:
+def _default_driver_factory(port: str, baudrate: int, fs: int) -> Any:
     from firmware_bridge.driver import FrontEndDriver
-    return FrontEndDriver(port, baudrate=baudrate)
+    return FrontEndDriver(port, baudrate=baudrate, rate_hz=fs)
 
 
 class Daemon:
     """Implements edge_app.uplink.control.DeviceControl (status/get_config/set_config/set_patient/
     clear_patient/acknowledge_alarm) plus latest()/alarms()/store_stats() for the control socket."""
 
-    def __init__(self, cfg: Config, driver_factory: Callable[[str, int], Any] | None = None,
+    def __init__(self, cfg: Config, driver_factory: Callable[[str, int, int], Any] | None = None,
                  sinks: tuple[Callable[[dict[str, Any]], None], ...] = (), notifier: Notifier | None = None):
         self.t_created = time.monotonic()
         self.base_cfg = cfg
@@ -118,7 +118,8 @@ class Daemon:
             self._start_uplink()
         if cfg.get("display.enabled"):
             self._start_display()
-        self.driver = self.driver_factory(cfg.get("frontend.port"), cfg.get("frontend.baudrate"))
+        self.driver = self.driver_factory(cfg.get("frontend.port"), cfg.get("frontend.baudrate"),
+                                          cfg.get("frontend.fs"))
         self.audit.append("start", {"software_version": __version__, "config_version": self.config_version(),
                                     "pid": os.getpid()})
         self.state = "ready"

@@ -32,6 +32,8 @@ class Notifier:
                 addr = "\0" + addr[1:]
             self._addr = addr
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # Never block the data path on a notify socket nobody reads (its queue holds ~10 datagrams).
+            self._sock.setblocking(False)
 
     @property
     def enabled(self) -> bool:
