@@ -89,7 +89,15 @@ class Daemon:
     # ------------------------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         cfg = self.cfg
-        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            cfg.state_dir.mkdir(parents=True, exist_ok=True)
+            probe = cfg.state_dir / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as e:
+            raise ConfigError("storage.state_dir", f"{cfg.state_dir} is not a writable directory ({e.strerror})",
+                              "create it and give the service user write access (systemd: StateDirectory=ecg-edge)"
+                              ) from None
         self._load_overrides()
         cfg = self.cfg
         self.audit = AuditLog(cfg.state_dir / "audit.jsonl", cfg.device_id)
