@@ -35,6 +35,9 @@ THRESHOLD_FRACTION = 0.4
 P_WAVE_RATIO = 0.63
 #: Search back for a missed beat after this many mean RR intervals without a beat.
 SEARCHBACK_RR = 1.66
+#: A beat found by search-back needs at least this fraction of the recent QRS slope (median of the
+#: last 8 beats): a pause holds P and T waves (non-conducted P waves in AV block), which are slow.
+SEARCHBACK_SLOPE = 0.25
 
 
 class BeatError(ValueError):
@@ -159,7 +162,8 @@ def _detect(mwi: np.ndarray, slope: np.ndarray, fs: float) -> np.ndarray:
             j0 = last_i + 1
             sel = np.arange(j0, i)
             if sel.size:
-                sel = sel[(cand[sel] - beats[-1] > refr) & (h[sel] > th2)]
+                sel = sel[(cand[sel] - beats[-1] > refr) & (h[sel] > th2)
+                          & (cs[sel] > SEARCHBACK_SLOPE * np.median(beat_slope[-8:]))]
             if sel.size:
                 # Prefer candidates away from the T-wave zone of the last beat.
                 far = sel[cand[sel] - beats[-1] > T_WAVE_S * fs]
