@@ -345,3 +345,49 @@ def test_png_readable_by_pillow_when_available(record_uv):
 def test_png_rejects_bad_strips():
     with pytest.raises(ValueError):
         render_result_png({"id": "q"}, 500, np.zeros((100, 8)))
+
+
+def test_foreign_host_header_is_refused(served):
+    """DNS-rebinding guard: on localhost, a request naming another host gets 421 and changes nothing."""
+    hub, srv = served
+    for host, ok in (("127.0.0.1:%d" % srv.port, True), ("localhost:%d" % srv.port, True),
+                     ("evil.example:%d" % srv.port, False), ("", False)):
+        conn = __import__("http.client").client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+        conn.putrequest("POST", "/api/patient", skip_host=True)
+        if host:
+            conn.putheader("Host", host)
+        body = b'{"age": 44}' if ok else b'{"age": 99}'
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        r = conn.getresponse()
+        r.read()
+        conn.close()
+        assert (r.status == 200) == ok, (host, r.status)
+        if not ok:
+            assert r.status == 421
+    assert hub.patient["age"] == 44.0
+
+
+def test_port_in_use_is_a_config_error_naming_the_key():
+    from edge_app.errors import ConfigError
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        with pytest.raises(ConfigError) as e:
+            DisplayServer(LiveHub(), port=s.getsockname()[1]).start()
+    assert e.value.key == "display.port"
+
+
+def test_slow_reader_learns_it_lost_events():
+    hub = LiveHub()
+    e0 = hub.event_seq
+    for i in range(300):                     # more than the bounded event log holds
+        hub.push_heart_rate(60 + i % 40)
+    _, evs, lost = hub.events_since(e0)
+    assert lost and len(evs) == 256
+    latest, evs, lost = hub.events_since(hub.event_seq - 3)
+    assert not lost and len(evs) == 3 and latest == hub.event_seq
+    # sample pushes alone never look like lost events
+    hub.push_samples(0, 500, np.zeros((50, 12)))
+    assert hub.events_since(hub.event_seq) == (hub.event_seq, [], False)

@@ -136,7 +136,8 @@ class LiveHub:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._version = 0
-        self._events: collections.deque[tuple[int, str, Any]] = collections.deque(maxlen=256)
+        self._events: collections.deque[tuple[int, str, Any]] = collections.deque(maxlen=256)  # (eseq, kind, payload)
+        self._eseq = 0                     # non-sample events so far (readers detect lost ones)
         # samples
         self._in_fs: float | None = None
         self._factor = 1
@@ -168,7 +169,8 @@ class LiveHub:
         """Record an event and wake waiting readers. Caller holds the lock."""
         self._version += 1
         if kind != "samples":
-            self._events.append((self._version, kind, payload))
+            self._eseq += 1
+            self._events.append((self._eseq, kind, payload))
         self._cond.notify_all()
 
     def _reset_ring(self, fs: float) -> None:
@@ -539,13 +541,21 @@ class LiveHub:
         return {"fs": fs, "start": start, "end": end, "leads": list(LEADS), "reset": bool(reset and since is not None),
                 "data": _rows_to_json(rows)}
 
-    def events_since(self, version: int) -> tuple[int, list[tuple[int, str, Any]], bool]:
-        """Non-sample events after `version`; `lost` is True when some were dropped from the log."""
+    @property
+    def event_seq(self) -> int:
         with self._lock:
-            evs = [e for e in self._events if e[0] > version]
-            lost = bool(self._events) and self._events[0][0] > version + 1 and version > 0 and \
-                (not evs or evs[0][0] > version + 1)
-            return self._version, evs, lost
+            return self._eseq
+
+    def events_since(self, eseq: int) -> tuple[int, list[tuple[int, str, Any]], bool]:
+        """Non-sample events after event number `eseq` -> (latest eseq, events, lost).
+
+        `lost` is True when the bounded log no longer holds all of them (a very slow reader); the
+        reader should then resynchronise from status().
+        """
+        with self._lock:
+            evs = [e for e in self._events if e[0] > eseq]
+            lost = self._eseq > eseq and (not evs or evs[0][0] > eseq + 1)
+            return self._eseq, evs, lost
 
     def wait(self, version: int, timeout: float) -> int:
         """Block until the hub's version exceeds `version` or `timeout` s pass; returns the version."""

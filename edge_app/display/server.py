@@ -10,13 +10,13 @@ nothing. Requiring JSON also means a plain cross-site form cannot post to the de
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
 import re
 import threading
 import time
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from edge_app.display.hub import DisplayInputError, LiveHub, _rows_to_json
+from edge_app.errors import ConfigError
 from firmware_bridge.samples import LEADS
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         try:
+            if not self.owner.host_allowed(self.headers.get("Host")):
+                self._drain_body()
+                raise _HttpError(421, "Host header not accepted: use the device's own address "
+                                      "(protects the local API from DNS rebinding)")
             url = urlsplit(self.path)
             self._route(method, url.path, parse_qs(url.query, keep_blank_values=True))
         except _HttpError as e:
@@ -288,6 +293,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             hub = self.hub
             version = hub.version
+            eseq = hub.event_seq
             strip = hub.live_strip(None)
             seq = strip["end"]
             self._event("hello", {"status": hub.status(), "strip": strip})
@@ -301,7 +307,7 @@ class _Handler(BaseHTTPRequestHandler):
                         self.wfile.flush()
                         last_write = now
                     continue
-                _, evs, lost = hub.events_since(version)
+                eseq, evs, lost = hub.events_since(eseq)
                 if lost:
                     self._event("resync", hub.status())
                 for _, kind, payload in evs:
@@ -384,6 +390,20 @@ class DisplayServer:
         with self._sse_lock:
             self._sse_clients -= 1
 
+    def host_allowed(self, host_header: str | None) -> bool:
+        """On a loopback or specific address, only requests naming this device are served; bound to
+        all interfaces (0.0.0.0 / ::) any Host is accepted because the device's names are unknown."""
+        if self.host in ("0.0.0.0", "::", ""):
+            return True
+        if not host_header:
+            return False
+        h = host_header.strip().lower()
+        if h.startswith("["):
+            name = h[1:h.find("]")] if "]" in h else h
+        else:
+            name = h.rsplit(":", 1)[0] if h.count(":") == 1 else h
+        return name in {"localhost", "127.0.0.1", "::1", self.host.lower()}
+
     @property
     def url(self) -> str:
         return f"http://{self.host if ':' not in self.host else '[' + self.host + ']'}:{self.port}/"
@@ -391,7 +411,14 @@ class DisplayServer:
     def start(self) -> "DisplayServer":
         """Bind and serve in a background thread. port=0 picks a free port (see .port after)."""
         handler = type("DisplayHandler", (_Handler,), {"hub": self.hub, "owner": self})
-        httpd = ThreadingHTTPServer((self.host, self.port), handler)
+        try:
+            httpd = ThreadingHTTPServer((self.host, self.port), handler)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise ConfigError("display.port", f"port {self.port} on {self.host} is already in use",
+                                  "choose a free port in [display] port, or stop the other service") from e
+            raise ConfigError("display.host", f"cannot listen on {self.host}:{self.port} ({e})",
+                              "use an address of this device, e.g. 127.0.0.1") from e
         httpd.daemon_threads = True
         self._httpd = httpd
         self.port = httpd.server_address[1]
