@@ -78,6 +78,7 @@ class FrontEndDriver:
         self._backlog: list[P.Message] = []
         self._ever_connected = False
         self._iterating = False
+        self._hs_deadline = 0.0
         self._pending_events: list[str] = []
         self._expect_seq: int | None = None
         self._last_ts: int | None = None
@@ -192,8 +193,10 @@ class FrontEndDriver:
         """Send cmd, wait for the answer with its token; keep what arrives after it in the backlog."""
         token = cmd.token
         for attempt in range(2):
+            if time.monotonic() >= self._hs_deadline:
+                break
             self._send(ser, cmd)
-            deadline = time.monotonic() + self.handshake_timeout_s
+            deadline = min(self._hs_deadline, time.monotonic() + self.handshake_timeout_s)
             while time.monotonic() < deadline:
                 if self._closed.is_set():
                     raise HandshakeError("closed")
@@ -207,11 +210,14 @@ class FrontEndDriver:
                     if isinstance(m, want) and getattr(m, "token", None) == token:
                         self._backlog = msgs[i + 1:]
                         return m
-        raise HandshakeError(f"no answer to {type(cmd).__name__} within "
-                             f"{2 * self.handshake_timeout_s:.1f} s")
+        raise HandshakeError(f"no answer to {type(cmd).__name__} (handshake limit "
+                             f"{2 * self.handshake_timeout_s:.1f} s; is this the ECG front end, at {self.baudrate} baud?)")
 
     def _handshake(self, ser: serial.Serial) -> None:
+        """STOP, GET_INFO, SET_RATE (+ GET_INFO), START. The whole exchange is bounded by
+        2 x handshake_timeout_s so blocks() is never silent much longer than that."""
         self._status = "connecting"
+        self._hs_deadline = time.monotonic() + 2 * self.handshake_timeout_s
         self._send(ser, P.Stop(self._next_token()))
         end = time.monotonic() + 0.05
         while time.monotonic() < end:                 # let a streaming device go quiet

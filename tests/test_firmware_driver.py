@@ -384,3 +384,27 @@ def test_stall_then_restart_and_close_from_other_thread():
     finally:
         drv.close()
         dev.close()
+
+
+def test_silent_port_handshake_is_bounded():
+    """A tty that never answers (wrong device, wrong baud): no hang, a clear error, None ticks."""
+    import tty
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    drv = FrontEndDriver(os.ttyname(slave), handshake_timeout_s=0.3, backoff_initial_s=0.05)
+    try:
+        it = drv.blocks(0.1)
+        t0 = time.monotonic()
+        assert next(it) is None
+        assert time.monotonic() - t0 < 2.0              # 2 x handshake_timeout_s, plus slack for a busy CI box
+        assert drv.status == "no_device" and "no answer to GetInfo" in drv.last_error
+        gaps = []
+        for _ in range(4):
+            t = time.monotonic()
+            assert next(it) is None
+            gaps.append(time.monotonic() - t)
+        assert max(gaps) < 2.0, gaps
+    finally:
+        drv.close()
+        os.close(master)
+        os.close(slave)
