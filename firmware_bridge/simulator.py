@@ -15,6 +15,7 @@ place in the data whatever the replay speed and however long the host took to co
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import select
@@ -26,7 +27,7 @@ import tty
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -207,7 +208,8 @@ class FrontEndSimulator:
     def __init__(self, record_path: str | os.PathLike, fs: int = 500, speed: float = 1.0, loop: bool = True,
                  faults: Iterable[Fault | str] = (), link_path: str | os.PathLike | None = None,
                  seed: int = 0, device_id: str = "SIM-ADS1298", gain: int = 6,
-                 vref_uv: int = 2_400_000, firmware_version: tuple[int, int, int] = (1, 0, 0)) -> None:
+                 vref_uv: int = 2_400_000, firmware_version: tuple[int, int, int] = (1, 0, 0),
+                 on_event: Callable[[str, float], None] | None = None) -> None:
         self.record_path = str(record_path)
         self.record_fs, self._record_uv = load_record(record_path)
         self.boot_rate = int(fs)
@@ -221,6 +223,7 @@ class FrontEndSimulator:
         self.gain = int(gain)
         self.vref_uv = int(vref_uv)
         self.firmware_version = firmware_version
+        self.on_event = on_event
         #: one count in picovolts; the simulator quantises with exactly what it reports
         self.lsb_pv = int(round(self.vref_uv * 1e6 / self.gain / 2 ** 23))
         rates = set(P.STANDARD_RATES)
@@ -340,8 +343,13 @@ class FrontEndSimulator:
         return self._stream_base_s + self._stream_n / self.rate
 
     def _event(self, text: str) -> None:
+        """Something a tester wants to see (fault fired, cable back): kept in stats, logged to stderr
+        or handed to on_event(text, stream_time_s)."""
         self.stats.events.append(text)
-        print(f"ecg-frontend-sim: {text}", file=sys.stderr, flush=True)
+        if self.on_event is not None:
+            self.on_event(text, self.stream_time_s)
+        else:
+            print(f"ecg-frontend-sim: {text}", file=sys.stderr, flush=True)
 
     # -- main loop ------------------------------------------------------------------------------
 
@@ -582,15 +590,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for noise and byte corruption")
     p.add_argument("--duration", type=float, default=None, help="exit after this many wall seconds")
     p.add_argument("--device-id", default="SIM-ADS1298")
+    p.add_argument("--json", action="store_true",
+                   help="after the device path line, print events as JSON lines on stdout")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    def json_event(text: str, t: float) -> None:
+        print(json.dumps({"event": text, "stream_time_s": round(t, 3), "device": sim.device_path}),
+              flush=True)
+
     try:
         sim = FrontEndSimulator(args.record, fs=args.fs, speed=args.speed, loop=not args.no_loop,
                                 faults=[parse_fault(s) for s in args.fault], link_path=args.link,
-                                seed=args.seed, device_id=args.device_id)
+                                seed=args.seed, device_id=args.device_id,
+                                on_event=json_event if args.json else None)
     except SimulatorError as e:
         print(f"ecg-frontend-sim: error: {e}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """The ecg-frontend-sim command and the simulator's own behaviour (fault syntax, pacing, errors)."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -83,7 +84,7 @@ def test_cli_prints_path_first_and_survives_disconnect(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen([sys.executable, "-m", "firmware_bridge.simulator", str(REC500), "--speed", "4",
                              "--link", str(link), "--fault", "disconnect:2@1", "--fault", "electrode_off:V6@0",
-                             "--duration", "30"],
+                             "--duration", "30", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
     try:
         first = proc.stdout.readline().strip()
@@ -111,7 +112,9 @@ def test_cli_prints_path_first_and_survives_disconnect(tmp_path):
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
-    assert "cable pulled" in err and "cable back" in err
+    events = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert [e["event"].split(" at ")[0].split(":")[0] for e in events][:2] == ["cable pulled", "cable back"]
+    assert events[0]["stream_time_s"] == pytest.approx(1.0, abs=0.05)
     assert not link.exists()                                            # cleaned up on exit
 
 
