@@ -73,18 +73,13 @@ class Rig:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.state = tmp / "state"
-        link = tmp / "frontend"
-        self.sim_log = open(tmp / "sim.log", "w")
-        self.sim = subprocess.Popen(
-            [sys.executable, "-m", "firmware_bridge.simulator", str(RECORD), "--link", str(link),
-             "--fault", f"electrode_off:LA@{FAULT_AT_S:g}+{FAULT_FOR_S:g}"],
-            stdout=self.sim_log, stderr=subprocess.STDOUT, cwd=ROOT)
-        cfg = tmp / "ecg-edge.toml"
-        cfg.write_text(f"""
+        self.link = tmp / "frontend"
+        self.cfg = tmp / "ecg-edge.toml"
+        self.cfg.write_text(f"""
 [device]
 id = "bedside-test"
 [frontend]
-port = "{link}"
+port = "{self.link}"
 [storage]
 state_dir = "{self.state}"
 [display]
@@ -94,23 +89,44 @@ port = {self.port}
 [windows]
 stride_s = 5
 """)
-        self.daemon_log = open(tmp / "daemon.log", "w")
-        self.daemon = subprocess.Popen([sys.executable, "-m", "edge_app.cli", "run", "--config", str(cfg)],
-                                       stdout=self.daemon_log, stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.daemon.poll() is not None:
-                raise RuntimeError("daemon exited: " + (tmp / "daemon.log").read_text()[-3000:])
-            try:
-                _json(self.base + "/api/status")
-                break
-            except (OSError, AssertionError):
-                if time.monotonic() > deadline:
-                    raise RuntimeError("display did not come up: " + (tmp / "daemon.log").read_text()[-3000:])
-                time.sleep(0.2)
+        self.sim_log = open(tmp / "sim.log", "a")
+        self.daemon_log = open(tmp / "daemon.log", "a")
+        self.sim = self.start_sim(f"electrode_off:LA@{FAULT_AT_S:g}+{FAULT_FOR_S:g}")
+        self.daemon = self.start_daemon()
         self.browser = Browser()
         self.page = self.browser.new_page(1280, 800)
         self.page.navigate(self.base + "/")
+
+    def start_sim(self, *faults: str) -> subprocess.Popen:
+        args = [sys.executable, "-m", "firmware_bridge.simulator", str(RECORD), "--link", str(self.link)]
+        for f in faults:
+            args += ["--fault", f]
+        return subprocess.Popen(args, stdout=self.sim_log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+    def start_daemon(self) -> subprocess.Popen:
+        daemon = subprocess.Popen([sys.executable, "-m", "edge_app.cli", "run", "--config", str(self.cfg)],
+                                  stdout=self.daemon_log, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while True:
+            if daemon.poll() is not None:
+                raise RuntimeError("daemon exited: " + (self.tmp / "daemon.log").read_text()[-3000:])
+            try:
+                _json(self.base + "/api/status")
+                return daemon
+            except (OSError, AssertionError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("display did not come up: " + (self.tmp / "daemon.log").read_text()[-3000:])
+                time.sleep(0.2)
+
+    @staticmethod
+    def stop(p: subprocess.Popen) -> None:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
 
     def stream_s(self) -> float:
         sig = _json(self.base + "/api/status")["signal"]
@@ -124,14 +140,7 @@ stride_s = 5
             self.browser.close()
         finally:
             for p in (self.daemon, self.sim):
-                if p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
-            for p in (self.daemon, self.sim):
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
+                self.stop(p)
             self.sim_log.close()
             self.daemon_log.close()
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -361,3 +370,24 @@ def test_small_touchscreen_layout(rig):
         assert top >= 0 and bottom <= 480 + 1 and width > 0 and height > 0, (name, top, bottom, width, height)
     rig.shot("07-800x480")
     p.set_viewport(1280, 800)
+
+
+def test_no_signal_then_daemon_restart_recovers(rig):
+    """The front end goes away, then the daemon restarts (as systemd would): the page says so and
+    comes back on its own, showing the stored results again."""
+    p = rig.page
+    before = _json(rig.base + "/api/results?limit=3")["results"]
+    rig.stop(rig.sim)
+    p.wait_for("document.getElementById('tech-label').textContent === 'NO SIGNAL'", 10)
+    rig.shot("08-no-signal")
+    rig.stop(rig.daemon)
+    p.wait_for("document.getElementById('tech-label').textContent === 'DISPLAY NOT CONNECTED'", 10)
+    rig.shot("09-not-connected")
+    rig.sim = rig.start_sim()
+    rig.daemon = rig.start_daemon()
+    s0 = p.evaluate("ecg.perf.samplesIn")
+    p.wait_for(f"ecg.perf.samplesIn > {s0} + 250 && document.getElementById('live-state').textContent.startsWith('live')", 30)
+    p.wait_for("document.getElementById('tech').dataset.state === 'off'", 10)
+    assert before[0]["id"] in [r["id"] for r in _json(rig.base + "/api/results?limit=20")["results"]] or \
+        _json(rig.base + f"/api/results/{before[0]['id']}")["id"] == before[0]["id"], "stored results reachable"
+    assert not p.exceptions, p.exceptions

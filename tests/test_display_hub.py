@@ -391,3 +391,15 @@ def test_slow_reader_learns_it_lost_events():
     # sample pushes alone never look like lost events
     hub.push_samples(0, 500, np.zeros((50, 12)))
     assert hub.events_since(hub.event_seq) == (hub.event_seq, [], False)
+
+
+def test_history_is_topped_up_from_the_store_after_a_restart():
+    stored = [{"id": f"s{i}", "time": f"2026-01-01T00:00:0{i}Z", "triage_level": "none"} for i in (3, 2, 1)]
+    hub = LiveHub()
+    hub.history_lookup = lambda n: stored[:n]
+    assert hub.latest()["id"] == "s3"
+    hub.push_result({"id": "new", "triage_level": "high"})
+    assert [r["id"] for r in hub.results(3)] == ["new", "s3", "s2"]
+    assert hub.latest()["id"] == "new"
+    hub.history_lookup = lambda n: 1 / 0          # a broken store: the page keeps working
+    assert [r["id"] for r in hub.results(5)] == ["new"]

@@ -132,6 +132,9 @@ class LiveHub:
         self.strip_lookup: Callable[[str], tuple[float, np.ndarray] | None] | None = None
         #: Optional: result id -> result dict for results older than the in-memory history.
         self.result_lookup: Callable[[str], dict[str, Any] | None] | None = None
+        #: Optional: n -> the n newest stored results, newest first (e.g. ResultStore.latest), so the
+        #: page still shows the last findings after a daemon restart.
+        self.history_lookup: Callable[[int], list[dict[str, Any]]] | None = None
 
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -477,12 +480,29 @@ class LiveHub:
     def latest(self) -> dict[str, Any] | None:
         with self._lock:
             e = self._results.get(self._latest_id) if self._latest_id else None
-            return dict(e.result) if e else None
+            if e:
+                return dict(e.result)
+        stored = self._stored(1)
+        return stored[0] if stored else None
+
+    def _stored(self, n: int) -> list[dict[str, Any]]:
+        if self.history_lookup is None or n <= 0:
+            return []
+        try:
+            return [_jsonable(dict(r)) for r in self.history_lookup(n) or []]
+        except Exception:  # a broken store must not take the page down
+            log.exception("history_lookup(%d) failed", n)
+            return []
 
     def results(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Newest first: in-memory results, topped up from the store (after a restart) when short."""
         with self._lock:
             items = list(self._results.values())[-limit:] if limit > 0 else []
-            return [self.summary(e.result) for e in reversed(items)]
+            out = [self.summary(e.result) for e in reversed(items)]
+        if len(out) < limit:
+            seen = {r["id"] for r in out}
+            out += [self.summary(r) for r in self._stored(limit) if r.get("id") not in seen][:limit - len(out)]
+        return out
 
     def alarms(self) -> list[dict[str, Any]]:
         with self._lock:
