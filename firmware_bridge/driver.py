@@ -32,8 +32,13 @@ class HandshakeError(Exception):
 
 @dataclass
 class DriverStats:
-    """Counters since the driver was created. bad_frames: rejected for reasons other than CRC
-    (COBS structure, length, version, type, over-long)."""
+    """Counters since the driver was created.
+
+    frames_ok: intact frames of any type; crc_errors: frames failing CRC-32; bad_frames: rejected for
+    other reasons (COBS structure, length, version, type, over-long); bytes_discarded: garbage and
+    rejected frames; frames_lost / samples_lost: DATA missing by the sequence counter; blocks /
+    samples: what blocks() yielded.
+    """
     frames_ok: int = 0
     crc_errors: int = 0
     bad_frames: int = 0
