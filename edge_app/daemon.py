@@ -459,6 +459,9 @@ class Daemon:
             atomic_write_bytes(self.overrides_path, json.dumps(self.overrides, indent=1).encode())
         self.audit.append("config_change", {"changes": {k: {"old": o, "new": n} for k, (o, n) in diff.items()},
                                             "config_version": self.config_version()})
+        if any(k.startswith("patient.") for k in diff):     # [patient] changed remotely: it is the context now
+            age, sex = self.cfg.patient
+            self.set_patient(age, sex)
         log.info("configuration changed: %s", {k: n for k, (o, n) in diff.items()})
         return self.get_config()
 

@@ -141,7 +141,14 @@ class Pipeline:
         if self.assembler is None or self.assembler.fs != float(block.fs):
             self.assembler = WindowAssembler(block.fs, self.settings.stride_s, self.resampler_factory,
                                              length_s=self.settings.length_s)
-        return [self.analyse_window(w, record=record, t_arrival=t_arrival) for w in self.assembler.push(block)]
+        out = []
+        for w in self.assembler.push(block):
+            a = self.analyse_window(w, record=record, t_arrival=t_arrival)
+            if a.result.triage_level == "cannot_interpret" and w.lead_off.any():
+                last_off = int(np.nonzero(w.lead_off.any(axis=1))[0][-1])
+                self.assembler.retry_after(w, w.start_index + last_off)
+            out.append(a)
+        return out
 
     def finish(self, record: str | None = None) -> list[Analysis]:
         """End of a finite stream (replay): analyse the windows completed by flushing the resampler."""

@@ -142,6 +142,18 @@ class WindowAssembler:
             self.model.append(np.asarray(y, dtype=np.float64))
         return self._emit()
 
+    def retry_after(self, w: Window, stream_index: int) -> None:
+        """Window `w` was unusable because of what happened up to `stream_index` (e.g. the last lead-off
+        sample): start the next window right after it instead of a full stride later, so the first clean
+        10 s are analysed as soon as they exist (electrodes attached, or re-attached after a pull)."""
+        if w.start_index < self.seg_start:
+            return
+        ratio = self.fs / FS_HZ
+        cand = int(np.ceil((stream_index + 1 - self.seg_start) / ratio))
+        cur_start = int(round((w.start_index - self.seg_start) / ratio))
+        if cur_start < cand < self.next_start_100:
+            self.next_start_100 = cand
+
     def flush(self) -> list[Window]:
         """End of a finite stream (a replayed record): let the resampler finish its last outputs, as the
         offline resampler does, and return the windows that completes."""

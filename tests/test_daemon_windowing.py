@@ -78,3 +78,15 @@ def test_index_jump_without_gap_flag_and_unknown_gap_also_reset():
             b = SampleBlock(b.first_index, 500, b.leads_uv, b.lead_off, gap_before=-1, events=("device_reset",))
         out += wa.push(b)
     assert out and out[0].start_index == 1000 and out[0].gap_before and out[0].events == ("device_reset",)
+
+
+def test_after_an_electrode_off_window_the_next_starts_right_after_the_last_lead_off_sample():
+    x = _long_signal()
+    wa = WindowAssembler(500, 5.0, _resampler_factory)
+    out = []
+    for b in _blocks(x, sizes=(50,)):
+        for w in wa.push(b):
+            out.append(w)
+            if w.start_index == 0:
+                wa.retry_after(w, 1499)          # electrodes attached at 3.0 s
+    assert [w.start_index for w in out][:3] == [0, 1500, 4000]
