@@ -25,7 +25,7 @@ const st = {
   fs: 125, N: 1250, buf: [], latestSeq: 0, displaySeq: 0, drawnSeq: 0, haveData: false,
   lastSampleAt: 0, connected: false, electrodes: {}, leads: {}, quality: null, heartRate: null,
   results: [], latest: null, lastClinical: null, selectedId: null, detail: null, alarms: new Map(),
-  patient: { age: null, sex: null }, formSex: undefined, geom: null, rgeom: null, status: null,
+  patient: { age: null, sex: null }, formSex: undefined, geom: null, rgeom: null, status: null, stale: true,
 };
 window.ecg = { st, perf };
 
@@ -412,6 +412,9 @@ function renderTech() {
   $("tech").classList.toggle("hidden", !label);
   $("tech").dataset.state = label ? "on" : "off";
   $("tech-label").textContent = label || ""; $("tech-detail").textContent = detail ? "· " + detail : "";
+  const stale = !st.connected || !st.haveData || age > 3;
+  document.querySelector(".live-wrap").classList.toggle("stale", stale);
+  if (stale !== st.stale) { st.stale = stale; renderHr(); }
   const ls = $("live-state");
   ls.textContent = !st.connected ? "not connected" : (!st.haveData || age > 3) ? "NO SIGNAL" : `live · ${st.fs} Hz display`;
   ls.className = "live-state " + ((st.connected && st.haveData && age <= 3) ? "ok" : "bad");
@@ -527,7 +530,8 @@ function renderPatient() {
 }
 function renderHr() {
   const hr = st.heartRate;
-  $("hr").textContent = (typeof hr === "number" && isFinite(hr)) ? Math.round(hr) : "--";
+  // No live signal: a heart rate from before would be a stale number, so show none.
+  $("hr").textContent = (!st.stale && typeof hr === "number" && isFinite(hr)) ? Math.round(hr) : "--";
 }
 
 /* ------------------------------------------------------------------ events */
