@@ -158,7 +158,7 @@ class FrontEndDriver:
                     return False
                 self._ser = ser
             self._handshake(ser)
-        except (serial.SerialException, OSError, HandshakeError, ValueError) as e:
+        except Exception as e:  # noqa: BLE001 - whatever the port or device does, the driver goes on
             msg = f"{self.port_path}: {e}"
             if msg != self.last_error:
                 log.warning("front end not available: %s", msg)
