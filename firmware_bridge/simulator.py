@@ -244,6 +244,7 @@ class FrontEndSimulator:
         self._master: int | None = None
         self._slave: int | None = None
         self.device_path: str | None = None
+        self.error: Exception | None = None
         self._fired: set[int] = set()
         self._stream_base_s = 0.0         # stream time (s) when the current rate took effect
         self._stream_n = 0                # samples emitted since then (exact integer time base)
@@ -354,6 +355,16 @@ class FrontEndSimulator:
     # -- main loop ------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as e:  # noqa: BLE001 - a simulator bug must be loud, not a silent quiet device
+            import traceback
+            self.error = e
+            traceback.print_exc()
+            self._event(f"simulator stopped by an internal error: {e!r}")
+            self.finished = True
+
+    def _loop(self) -> None:
         next_due = time.monotonic()
         reopen_at: float | None = None
         while not self._stop.is_set():
