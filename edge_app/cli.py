@@ -267,7 +267,16 @@ def cmd_patient(args: argparse.Namespace) -> int:
         if args.age is None and args.sex is None:
             print("ecg-edge patient set: give --age and/or --sex", file=sys.stderr)
             return 2
-        return _call(args, "set_patient", age=args.age, sex=args.sex)
+        age, sex = args.age, args.sex
+        if age is None or sex is None:          # keep the part not given (set age now, sex later)
+            from edge_app.patient import call
+            try:
+                cur = call(_socket_path(args), "status")["result"]["patient"]
+            except (ConnectionError, KeyError):
+                cur = {}
+            age = cur.get("age") if age is None else age
+            sex = cur.get("sex") if sex is None else sex
+        return _call(args, "set_patient", age=age, sex=sex)
     if args.patient_cmd == "clear":
         return _call(args, "clear_patient")
     return _show_patient(args)

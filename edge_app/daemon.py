@@ -525,12 +525,11 @@ class Daemon:
     def latest(self, n: int = 10) -> list[dict[str, Any]]:
         return self.store.latest(max(1, min(int(n), 100)))
 
-    def alarms_list(self) -> list[dict[str, Any]]:
+    def alarms(self) -> list[dict[str, Any]]:
+        """Recent alarms (oldest first), each with whether its condition is still active."""
         with self._lock:
-            return [a.to_dict() | {"active": a.id in self.active.values()} for a in self._alarms.values()]
-
-    def alarms(self) -> list[dict[str, Any]]:  # type: ignore[no-redef]  # control-socket name
-        return self._alarms_list()
+            active = set(self.active.values())
+            return [a.to_dict() | {"active": a.id in active} for a in self._alarms.values()]
 
     def store_stats(self) -> dict[str, Any]:
         return self.store.stats()
