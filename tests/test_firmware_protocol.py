@@ -257,3 +257,30 @@ def test_hypothesis_mutated_frame_never_yields_wrong_samples(data):
     for m in datas:
         assert m.equals(VECTOR_DATA)
     assert datas and datas[-1].equals(VECTOR_DATA)           # resynced: the next good frame arrives
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, P.MAX_SAMPLES_PER_FRAME), seq=st.integers(0, 2 ** 32 - 1),
+       ts=st.integers(0, 2 ** 64 - 1), seed=st.integers(0, 2 ** 32 - 1))
+def test_hypothesis_data_round_trip(n, seq, ts, seed):
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(P.COUNT_MIN, P.COUNT_MAX + 1, size=(n, 8)).astype(np.int32)
+    status = rng.integers(0, 1 << 16, size=n).astype(np.uint16)
+    f = P.DataFrame(seq, ts, status, counts)
+    wire = P.encode(f)
+    assert wire.endswith(b"\x00") and wire.count(0) == 1
+    assert len(wire) <= P.MAX_ENCODED + 1
+    assert P.decode(wire).equals(f)
+
+
+@settings(max_examples=100, deadline=None)
+@given(dev=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=16),
+       rates=st.lists(st.integers(1, 65535), min_size=1, max_size=8),
+       lsb=st.integers(1, 2 ** 32 - 1), mask=st.integers(0, 511), streaming=st.booleans(),
+       perm=st.permutations(list(range(8))))
+def test_hypothesis_device_info_round_trip(dev, rates, lsb, mask, streaming, perm):
+    from firmware_bridge.samples import CHANNELS
+    info = P.DeviceInfo(dev, (1, 2, 3), rates[0], tuple(rates), 6, 2_400_000, lsb,
+                        channel_map=tuple(CHANNELS[i] for i in perm),
+                        lead_off_electrodes=P.mask_electrodes(mask), streaming=streaming, token=7)
+    assert P.decode(P.encode(info)) == info
