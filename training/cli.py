@@ -64,7 +64,10 @@ def cmd_train(a) -> dict:
     if a.patience is not None:
         cfg.patience = a.patience
     run = Path(a.run)
+    from training.export import git_commit
+    commit = git_commit(ROOT)
     _, info = train(trx, trd, tr.y, vax, vad, va.y, cfg, run, progress=_say)
+    info["git_commit"] = commit
     info["data"] = {"dir": str(data), "train_records": len(tr), "val_records": len(va),
                     "train_prevalence": tr.y.mean(0).tolist(), "val_prevalence": va.y.mean(0).tolist()}
     (run / "train_info.json").write_text(json.dumps(info, indent=1))
@@ -144,7 +147,8 @@ def cmd_convert(a) -> Path:
     training = {"data": info.get("data", {}), "split": {"train": "PTB-XL strat_fold 1-8", "val": "strat_fold 9 (selection, thresholds, report)",
                                                          "test": "strat_fold 10 not used (kept aside)"},
                 "epochs": info["epochs_run"], "best_epoch": info["best_epoch"], "seconds": info["seconds"],
-                "git_commit": export.git_commit(ROOT), "config": info["config"],
+                "git_commit": info.get("git_commit", "unknown (trained before commits were recorded)"),
+                "git_commit_convert": export.git_commit(ROOT), "config": info["config"],
                 "params": int(model.count_params())}
     quant = {"type": "full-integer post-training quantization (TFLITE_BUILTINS_INT8 ops only)",
              "interface": "float32 inputs/outputs (quantize/dequantize inside the model)",
