@@ -66,6 +66,16 @@ class Prediction:
     latency_ms: float
     disclaimer: str = "Triage aid, not a diagnosis."
 
+    def to_dict(self, cam_points: int = 100) -> dict:
+        """JSON-ready summary; CAMs decimated to `cam_points` samples per class (None/0 drops them)."""
+        d = {"probabilities": self.probabilities, "positive": self.positive, "thresholds": self.thresholds,
+             "model_version": self.model_version, "model_sha256": self.model_sha256,
+             "latency_ms": round(self.latency_ms, 3), "disclaimer": self.disclaimer}
+        if cam_points:
+            step = max(1, len(next(iter(self.cam.values()))) // cam_points)
+            d["cam"] = {c: [round(float(v), 4) for v in a[::step]] for c, a in self.cam.items()}
+        return d
+
 
 @dataclass
 class LoadedModel:
