@@ -69,7 +69,10 @@ def test_flat_saturated_and_heavy_noise_unusable(records):
         n += 1
         qf = ecg_quality(cases["flat"], fs)
         if ch.startswith("V"):
-            assert f"flat line on {ch}" in qf.reasons, qf.reasons
+            assert f"flat line on {ch} (check {ch} electrode)" in qf.reasons, qf.reasons
+            assert qf.electrodes_off == [ch]
+        qa = ecg_quality(cases["flat_all"], fs)
+        assert qa.reasons == ["flat line on all leads"] and qa.electrodes_off == [], qa.reasons
     for name, v in bad.items():
         assert v / n >= 0.95, (name, v, n)
 
@@ -88,7 +91,7 @@ def test_moderate_noise_and_mains_do_not_refuse_good_records(records):
 def test_reasons_in_crew_words():
     x, fs = next(_records("500"))
     q = ecg_quality(F.flat(x, ("V2",)), fs)
-    assert q.verdict == "unusable" and "flat line on V2" in q.reasons
+    assert q.verdict == "unusable" and "flat line on V2 (check V2 electrode)" in q.reasons
     y, lo = F.electrode_off(x, fs, "V3")
     q = ecg_quality(y, fs, lead_off=lo)
     assert q.reasons[0] == "V3 electrode off" and q.electrodes_off == ["V3"]
@@ -135,3 +138,42 @@ def test_few_leads_and_bad_input():
     y[:, 8] = np.nan
     q = ecg_quality(y, fs)
     assert q.verdict == "unusable" and any("missing" in r for r in q.reasons)
+
+
+PTBXL100 = ROOT.parent / "shared" / "data" / "ptbxl100"
+if not PTBXL100.exists():
+    PTBXL100 = Path("/work/shared/data/ptbxl100")
+
+
+def _decode(d8: np.ndarray, r4: np.ndarray) -> np.ndarray:
+    """Shard rows -> (n, 1000, 12) microvolts (the layout in ../shared/data/README.md)."""
+    x = np.cumsum(d8.astype(np.int32), axis=1)
+    i, ii = x[..., 0], x[..., 1]
+    der = np.stack([ii - i, np.round(-(i + ii) / 2), np.round(i - ii / 2), np.round(ii - i / 2)], -1) + r4
+    return np.concatenate([x[..., :2], der, x[..., 2:]], -1).astype(np.float64)
+
+
+@pytest.mark.skipif(not (PTBXL100 / "labels.csv").exists(),
+                    reason="bulk PTB-XL shards not present at ../shared/data/ptbxl100")
+def test_ptbxl_val_sample_clean_usable_and_faults_unusable():
+    """200 random val (fold 9) records: the full 2,183 are in docs/signal_chain.md."""
+    lab = pd.read_csv(PTBXL100 / "labels.csv")
+    val_ids = set(lab.ecg_id[lab.split == "val"])
+    xs = []
+    for shard in sorted(PTBXL100.glob("ptbxl100_*.npz"))[:6]:
+        z = np.load(shard)
+        m = np.isin(z["ecg_id"], list(val_ids))
+        if m.any():
+            xs.append(_decode(z["d8"][m], z["r4"][m]))
+    X = np.concatenate(xs)
+    X = X[np.random.default_rng(0).choice(len(X), min(200, len(X)), replace=False)]
+    rng = np.random.default_rng(1)
+    usable = unusable = total = 0
+    for k, x in enumerate(X):
+        usable += ecg_quality(x, 100).verdict != "unusable"
+        y, _ = F.electrode_off(x, 100, ELECTRODES[k % 9])
+        faulty = [y, F.flat(x, (("V1", "V2", "V3", "V4", "V5", "V6", "I", "II")[k % 8],)), F.noise(x, 100.0, rng)]
+        unusable += sum(ecg_quality(f, 100).verdict == "unusable" for f in faulty)
+        total += len(faulty)
+    assert usable / len(X) >= 0.95, usable
+    assert unusable / total >= 0.95, (unusable, total)

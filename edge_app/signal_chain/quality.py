@@ -244,9 +244,15 @@ def _group(names: list[str], present: tuple[str, ...]) -> str:
     return " and ".join(parts)
 
 
-def _infer_off_electrodes(fatal: list[list[str]], names: tuple[str, ...]) -> list[str]:
-    """Which electrode is off, from the pattern of railed leads (only with the standard lead names)."""
-    off_leads = {n for n, f in zip(names, fatal) if "off" in f}
+def _infer_off_electrodes(fatal: list[list[str]], names: tuple[str, ...], kind: str = "off") -> list[str]:
+    """Which electrode is off, from the pattern of railed (kind 'off') or flat (kind 'flat') leads.
+
+    RA feeds I and II but not III, LA feeds I and III, LL feeds II and III; a chest electrode feeds
+    only its own lead. A front end that outputs a flat line for a lost electrode gives the same pattern.
+    When every lead is flat, no electrode is named (the front end is not measuring at all)."""
+    off_leads = {n for n, f in zip(names, fatal) if kind in f}
+    if kind == "flat" and len(off_leads) == len(names):
+        return []
     if not off_leads:
         return []
     out: list[str] = []
@@ -303,7 +309,8 @@ def ecg_quality(window_uv: np.ndarray, fs: float, lead_off: np.ndarray | None = 
     ft = lead_features(x, fs, mains_hz)
     fatal, minor = _lead_verdicts(ft)
     for i in np.nonzero(nonfinite)[0]:
-        fatal[i].insert(0, "missing")
+        fatal[i] = ["missing"]                            # zero-filled: its other flags mean nothing
+        minor[i] = []
     # Electrodes off: the front end's flags first, then what the signal shows.
     off: list[str] = []
     if lead_off is not None:
@@ -315,10 +322,15 @@ def ecg_quality(window_uv: np.ndarray, fs: float, lead_off: np.ndarray | None = 
     for e in _infer_off_electrodes(fatal, names):
         if e not in off:
             off.append(e)
-    off = [e for e in ELECTRODES if e in off]
+    flat_off = [e for e in _infer_off_electrodes(fatal, names, "flat") if e not in off]
+    off = [e for e in ELECTRODES if e in off or e in flat_off]
     affected = {ld for e in off for ld in ELECTRODE_LEADS[e]}
     for e in off:
-        reasons.append(f"{e} electrode off")
+        if e in flat_off:
+            leads_txt = _group([ld for ld in ELECTRODE_LEADS[e] if ld in names and "flat" in fatal[names.index(ld)]], names)
+            reasons.append(f"flat line on {leads_txt} (check {e} electrode)")
+        else:
+            reasons.append(f"{e} electrode off")
     if len(off) > 1 and {"RA", "LA", "LL"} <= set(off):
         reasons[:] = ["limb electrodes off (RA, LA, LL)"] + [r for r in reasons if r[:2] not in ("RA", "LA", "LL")]
     # Per-lead verdicts.
