@@ -37,7 +37,7 @@ def _sim(tmp: Path, record: Path, speed: float = 4.0, faults: tuple[str, ...] = 
     return sim
 
 
-def _config(tmp: Path, stride: float = 5.0, extra: str = "") -> Path:
+def _config(tmp: Path, stride: float = 5.0, extra: str = "", storage: str = "") -> Path:
     p = tmp / "config.toml"
     p.write_text(f"""
 [device]
@@ -48,6 +48,7 @@ port = "{tmp / 'frontend'}"
 stride_s = {stride}
 [storage]
 state_dir = "{tmp / 'state'}"
+{storage}
 [logging]
 level = "INFO"
 {extra}
@@ -320,3 +321,30 @@ def test_malformed_config_is_refused_with_key_and_fix(tmp_path, body, key):
     assert f"'{key}'" in r.stderr and "Fix:" in r.stderr, r.stderr
     c = _cli("config", "check", str(p))
     assert c.returncode == 2 and key in c.stdout and "Fix:" in c.stdout
+
+
+def test_full_store_raises_a_technical_alarm_and_deletes_nothing_undelivered(tmp_path):
+    # 1 MiB budget, ~125 kB per result (JSON + 10 s WFDB strip), no uplink: nothing is ever delivered.
+    sim = _sim(tmp_path, NORM_RECORD, speed=8.0)
+    cfg = _config(tmp_path, stride=1.0, storage="max_bytes = 1048576")
+    proc = _start_daemon(cfg, tmp_path)
+    try:
+        _wait_ready(proc, tmp_path)
+        res = _wait_results(proc, tmp_path, lambda rs: len(rs) >= 12, timeout=90)
+        st = call(_sock(tmp_path), "status")["result"]
+    finally:
+        _stop(proc)
+        sim.stop()
+    assert st["store"]["full"] and st["store"]["results"] >= 12 and st["store"]["undelivered"] >= 12
+    full = [a for a in st["alarms_active"] if a["code"] == "store_full"]
+    assert full and full[0]["kind"] == "technical", st["alarms_active"]
+    assert {d["id"] for d in res} <= set(call_ids(tmp_path))
+
+
+def call_ids(tmp: Path) -> list[str]:
+    from edge_app.storage import ResultStore
+    s = ResultStore(tmp / "state")
+    try:
+        return s.ids()
+    finally:
+        s.close()
