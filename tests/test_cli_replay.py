@@ -84,3 +84,22 @@ def test_replay_long_record_slides_windows(tmp_path, stride):
     out = _replay([tmp_path / "long"], "--stride", str(stride))
     starts = [d["window_start_s"] for d in out]
     assert starts == [i * stride for i in range(len(starts))] and starts[-1] == 20.0
+
+
+def test_replay_any_rate_250_and_1000_hz_gives_the_same_findings(tmp_path):
+    """The same real record re-sampled to 250 and 1000 Hz (scipy polyphase) is analysed like the 500 Hz one."""
+    import wfdb
+    from scipy.signal import resample_poly
+    from edge_app.pipeline import read_record
+    x, fs, _ = read_record(ROOT / "edge_app" / "data" / "records" / "00270_hr")
+    names = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+    for rate, (up, down) in {250: (1, 2), 1000: (2, 1)}.items():
+        y = resample_poly(x, up, down, axis=0) / 1000.0
+        wfdb.wrsamp(f"r{rate}", fs=rate, units=["mV"] * 12, sig_name=names, p_signal=y, fmt=["16"] * 12,
+                    write_dir=str(tmp_path))
+    out = _replay([ROOT / "edge_app" / "data" / "records" / "00270_hr", tmp_path / "r250", tmp_path / "r1000"])
+    assert len(out) == 3
+    base = out[0]
+    for d in out[1:]:
+        assert d["triage"] == base["triage"] and _positive(d) == _positive(base)
+        assert max(abs(d["probabilities"][c] - base["probabilities"][c]) for c in base["probabilities"]) < 0.1
