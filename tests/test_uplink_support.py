@@ -160,3 +160,76 @@ def retained(port: int, topic: str, timeout: float = 3.0, **kw: Any) -> bytes | 
     c.disconnect()
     c.loop_stop()
     return got[-1] if got else None
+
+
+class LinkCutter:
+    """A loopback TCP proxy in front of the broker whose link can be cut (all connections dropped, new ones
+    refused) and restored: an ambulance driving through a dead zone while the broker keeps running."""
+
+    def __init__(self, upstream_port: int) -> None:
+        import socket as _socket
+        self._socket = _socket
+        self.upstream_port = upstream_port
+        with _socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._conns: list = []
+        self._lock = threading.Lock()
+        self._listener = None
+        self.restore()
+
+    def restore(self) -> None:
+        s = self._socket.socket()
+        s.setsockopt(self._socket.SOL_SOCKET, self._socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", self.port))
+        s.listen(64)
+        self._listener = s
+        threading.Thread(target=self._accept, args=(s,), daemon=True).start()
+
+    def _accept(self, listener) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                up = self._socket.create_connection(("127.0.0.1", self.upstream_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, up]
+            for a, b in ((client, up), (up, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for s in conns:
+            try:
+                s.shutdown(self._socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self) -> None:
+        self.cut()

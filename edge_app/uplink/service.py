@@ -16,6 +16,7 @@ import os
 import queue
 import shutil
 import socket
+import sqlite3
 import ssl
 import threading
 import time
@@ -71,10 +72,13 @@ class Uplink:
         self._client: mqtt.Client | None = None
         self._connected = threading.Event()
         self._stop = threading.Event()
+        self._no_more = threading.Event()  # stop() in progress: deliver what is in flight, send nothing new
+        self._announce = threading.Event()  # (re)connected: the sender publishes birth and config/reported
         self._wake = threading.Event()
         self._acks: queue.SimpleQueue[tuple[int, bool, str]] = queue.SimpleQueue()
         self._deferred: dict[int, float] = {}  # seq -> monotonic time before which it is not resent
         self._inflight: dict[int, QueuedMessage] = {}  # paho mid -> row; sender thread only
+        self._resume_since: float | None = None  # set on (re)connect, see _resuming()
         self._cmd_queue: queue.Queue[tuple[str, bytes, Any] | None] = queue.Queue(maxsize=16)
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -102,7 +106,15 @@ class Uplink:
             self._threads.append(t)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Say goodbye (retained offline), disconnect, close the outbox. Queued rows stay on disk."""
+        """Say goodbye (retained offline), disconnect, close the outbox. Queued rows stay on disk.
+
+        Before disconnecting it stops handing out new rows and waits (up to 2 s) for the PUBACKs of those in
+        flight, so a clean restart does not resend them (a crash may: receivers dedupe by msg_id)."""
+        self._no_more.set()
+        deadline = time.monotonic() + min(2.0, timeout)
+        while self._inflight and self._connected.is_set() and time.monotonic() < deadline:
+            self._wake.set()
+            time.sleep(0.02)
         self._stop.set()
         self._wake.set()
         try:
@@ -203,8 +215,12 @@ class Uplink:
     def stats(self) -> dict[str, Any]:
         with self._lock:
             counters = dict(self.counters)
+        try:
+            outbox: dict[str, Any] = self.outbox.summary()
+        except sqlite3.ProgrammingError:  # stopped: the database is closed
+            outbox = {"closed": True, "depth": self.outbox.depth()}
         return {"connected": self._connected.is_set(), "host": self.config.host, "port": self.config.port,
-                "device_id": self.device_id, "inflight": len(self._inflight), "outbox": self.outbox.summary(),
+                "device_id": self.device_id, "inflight": len(self._inflight), "outbox": outbox,
                 "last_error": self.last_error, **counters}
 
     def wait_connected(self, timeout: float) -> bool:
@@ -230,9 +246,9 @@ class Uplink:
         log.info("MQTT connected to %s:%s", self.config.host, self.config.port)
         client.subscribe(self.topics.cmd_filter, qos=1)
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
+        self._resume_since = time.monotonic()
         self._connected.set()
-        self._publish_birth()
-        self._publish_config_reported(None)
+        self._announce.set()  # birth + config/reported from the sender thread: no daemon calls on paho's thread
         self._last_telemetry = 0.0
         self._wake.set()
 
@@ -274,7 +290,11 @@ class Uplink:
             self._wake.clear()
             try:
                 self._process_acks()
-                if self._connected.is_set():
+                if self._connected.is_set() and self._announce.is_set():
+                    self._announce.clear()
+                    self._publish_birth()
+                    self._publish_config_reported(None)
+                if self._connected.is_set() and not self._no_more.is_set() and not self._resuming():
                     self._fill_inflight()
                     if time.time() - self._last_telemetry >= self.config.telemetry_interval_s:
                         self._publish_telemetry()
@@ -286,6 +306,17 @@ class Uplink:
             self._process_acks()
         except Exception:
             log.exception("final ack processing failed")
+
+    def _resuming(self) -> bool:
+        """After a reconnect paho re-sends the rows that were in flight when the link dropped, right after
+        on_connect returns. Hand out nothing new until those are acknowledged (or 5 s passed), otherwise a
+        newer row could overtake an older one of the same priority."""
+        if self._resume_since is None:
+            return False
+        if not self._inflight or time.monotonic() - self._resume_since > 5.0:
+            self._resume_since = None
+            return False
+        return True
 
     def _process_acks(self) -> None:
         delivered: list[QueuedMessage] = []
@@ -333,7 +364,8 @@ class Uplink:
         for msg in self.outbox.next_batch(room, in_flight):
             body = dict(msg.body)
             historical = msg.offline or (now - msg.created) > self.config.historical_after_s
-            body.update(seq=msg.seq, sent_at=iso(now), historical=historical)
+            body.update(seq=msg.seq, sent_at=iso(now), historical=historical,
+                        age_s=round(max(0.0, now - msg.created), 3))
             topic = self.topics.triage if msg.kind == "triage" else self.topics.alarm
             info = client.publish(topic, json.dumps(body, separators=(",", ":")), qos=1)
             if info.mid in self._inflight:  # cannot happen with <= 65535 in flight; be loud if it does
@@ -411,6 +443,7 @@ class Uplink:
         log.error("outbox refused a message: %s", exc)
         doc = {"schema": f"ecg.alarm/{SCHEMA_VERSION}", "msg_id": uuid.uuid4().hex, "device_id": self.device_id,
                "priority": "none", "created_at": iso(now), "sent_at": iso(now), "historical": False, "seq": None,
+               "age_s": 0.0,
                "disclaimer": DISCLAIMER,
                "alarm": {"type": "technical", "code": "outbox_full", "message": str(exc),
                          "action": "restore the uplink or free disk space; results are kept on the device"}}
