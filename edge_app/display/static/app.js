@@ -30,11 +30,12 @@ const st = {
 window.ecg = { st, perf };
 
 /* ------------------------------------------------------------------ helpers */
+const TIME_FMT = new Intl.DateTimeFormat("en-GB", { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
 function fmtTime(t) {
   if (t === undefined || t === null) return "";
   const d = typeof t === "number" ? new Date(t * 1000) : new Date(t);
   if (isNaN(d.getTime())) return String(t);
-  return d.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  return TIME_FMT.format(d);
 }
 function pct(p) { return (100 * p).toFixed(p >= 0.995 || p < 0.005 ? 0 : 0) + "%"; }
 function topClass(probs) {
@@ -164,6 +165,9 @@ function ingest(strip) {
   }
 }
 function liveGeometry() {
+  // Reading the canvas size forces a layout, so only do it when a ResizeObserver said it changed.
+  if (st.geom && !st.resized) return;
+  st.resized = false;
   const c = $("live"), gc = $("live-grid");
   const changed = fitCanvas(c) | fitCanvas(gc);
   if (changed || !st.geom) {
@@ -228,11 +232,13 @@ function clearAhead(ctx, a, b) {
   const p0 = a % N, p1 = p0 + (b - a) + gap;
   if (p1 <= N) clr(p0, p1); else { clr(p0, N); clr(0, p1 - N); }
 }
+const MAX_FPS = 25;   // the sweep moves ~0.6 px per display sample: 25 frames/s is smooth, and halves compositing
 function frame() {
   requestAnimationFrame(frame);
   if (!st.haveData) return;
-  liveGeometry();
   const now = performance.now();
+  if (st.lastFrameAt && now - st.lastFrameAt < 1000 / MAX_FPS - 2) return;
+  liveGeometry();
   const dt = st.lastFrameAt ? Math.min(0.25, (now - st.lastFrameAt) / 1000) : 0;
   st.lastFrameAt = now;
   // playout: advance at the sample rate, never past what arrived (smooth sweep between SSE batches)
@@ -644,7 +650,8 @@ function setupForm() {
 }
 
 /* ------------------------------------------------------------------ start */
-window.addEventListener("resize", () => { st.geom = null; drawResult(); });
+window.addEventListener("resize", () => { st.resized = true; drawResult(); });
+if (window.ResizeObserver) new ResizeObserver(() => { st.resized = true; }).observe(document.querySelector(".live-wrap"));
 setupForm();
 renderElectrodes(); renderPatient(); renderBanner(); drawResult();
 setInterval(renderTech, 1000);
