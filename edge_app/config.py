@@ -330,7 +330,7 @@ def apply_changes(cfg: Config, changes: dict[str, Any]) -> tuple[Config, dict[st
     """
     flat: dict[str, Any] = {}
     for k, v in changes.items():
-        if isinstance(v, dict) and "." not in k and not (k == "model" and False):
+        if isinstance(v, dict) and "." not in k:
             for k2, v2 in v.items():
                 flat[f"{k}.{k2}"] = v2
         else:
@@ -341,8 +341,8 @@ def apply_changes(cfg: Config, changes: dict[str, Any]) -> tuple[Config, dict[st
         if "." not in dotted:
             raise ConfigError(dotted, "not a section.key name", "name keys like windows.stride_s")
         section, name = dotted.split(".", 1)
-        if section == "model" and name.startswith("thresholds"):
-            pass
+        if section == "model" and (name == "thresholds" or name.startswith("thresholds.")):
+            pass                                   # validated with the whole tree below
         elif section in SCHEMA:
             if name not in SCHEMA[section]:
                 raise ConfigError(dotted, "unknown key", f"keys in [{section}]: {', '.join(SCHEMA[section])}")
