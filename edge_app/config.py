@@ -355,9 +355,13 @@ def apply_changes(cfg: Config, changes: dict[str, Any]) -> tuple[Config, dict[st
             cls = name.split(".", 1)[1]
             old = tree["model"]["thresholds"].get(cls)
             tree["model"]["thresholds"][cls] = value
-        elif section == "model" and name == "thresholds":
-            old = tree["model"]["thresholds"]
-            tree["model"]["thresholds"] = value
+        elif section == "model" and name == "thresholds":   # a partial change: merge per class
+            old = dict(tree["model"]["thresholds"])
+            if not isinstance(value, dict):
+                raise ConfigError("model.thresholds", "expected a table of CLASS = probability",
+                                  'send {"model.thresholds": {"MI": 0.4}} or {"model.thresholds.MI": 0.4}')
+            tree["model"]["thresholds"] = {**old, **value}
+            value = tree["model"]["thresholds"]
         else:
             old = tree[section].get(name)
             tree[section][name] = value
