@@ -169,3 +169,23 @@ def test_sigkill_mid_write_leaves_only_whole_results(tmp_path):
     a = AuditLog(tmp_path / "audit.jsonl", "dev")
     a.close()
     assert verify_audit_log(tmp_path / "audit.jsonl").ok
+
+
+def test_audit_rotates_into_segments_and_the_chain_continues(tmp_path):
+    p = tmp_path / "audit.jsonl"
+    a = AuditLog(p, "dev", max_bytes=2000)
+    for i in range(30):
+        a.append("result", {"id": i, "pad": "x" * 50})
+    a.close()
+    segs = sorted(tmp_path.glob("audit.jsonl.*"))
+    assert len(segs) >= 3
+    v = verify_audit_log(p)
+    assert v.ok and v.entries == 30
+    a = AuditLog(p, "dev", max_bytes=2000)          # reopen right after a rotation continues the chain
+    a.append("stop", {})
+    a.close()
+    assert verify_audit_log(p).entries == 31 and verify_audit_log(p).ok
+    lines = segs[1].read_text().splitlines()
+    segs[1].write_text("\n".join(lines[1:]) + "\n")  # delete one entry inside a segment
+    v = verify_audit_log(p)
+    assert not v.ok and "audit.jsonl.000002" in v.problems[0]
