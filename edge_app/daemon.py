@@ -284,11 +284,16 @@ class Daemon:
             self.hub.push_block(block)
         try:
             analyses = self.pipeline.process_block(block, t_arrival=t_recv)
-        except Exception:       # noqa: BLE001 - one bad block must not stop the appliance
+        except Exception as e:  # noqa: BLE001 - one bad block must not stop the appliance
             self.counters["errors"] += 1
             log.exception("analysis failed on block at %d; the window restarts", block.first_index)
             self.pipeline.assembler = None
+            self._raise_condition("analysis_failed", "technical", "medium",
+                                  f"Analysis failed ({type(e).__name__}: {e}); results may be delayed. "
+                                  "Restarting the window.")
             return
+        if analyses:
+            self._clear_condition("analysis_failed")
         for a in analyses:
             self._handle(a)
 
