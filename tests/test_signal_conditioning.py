@@ -148,3 +148,9 @@ def test_bad_input_clear_errors():
         sr.process(np.zeros((10, 12)))
     sr.reset()
     assert sr.process(np.zeros((500, 8))).shape[1] == 8
+    sc = StreamingConditioner(500, mains_hz=60)
+    sc.process(np.zeros((10, 12)))
+    with pytest.raises(ConditioningError, match="channels"):
+        sc.process(np.zeros((10, 3)))
+    with pytest.raises(ConditioningError):
+        sc.process(np.full((10, 12), np.inf))

@@ -265,6 +265,9 @@ class StreamingConditioner:
             return a[:, 0] if one else a
         if self._zi is None:
             self._zi = self._zi0[:, :, None] * a[0][None, None, :]
+        elif self._zi.shape[2] != a.shape[1]:
+            raise ConditioningError(f"block has {a.shape[1]} channels, stream has {self._zi.shape[2]}; "
+                                    "call reset() to start a new stream")
         y, self._zi = sps.sosfilt(self.sos, a, axis=0, zi=self._zi)
         return y[:, 0] if one else y
 
