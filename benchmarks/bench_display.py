@@ -226,7 +226,7 @@ def main() -> int:
         print(f"  page {key[5:]:<18}: {p['frames_per_s']:.0f} frames/s, sweep draw mean {p['draw_ms_mean']:.3f} ms "
               f"p95 {p['draw_ms_p95']:.3f} max {p['draw_ms_max']:.2f} ms; SSE {p['sse_msgs_per_s']:.1f} msg/s "
               f"handled in {p['msg_ms_mean']:.3f} ms; result redraw {rd}; "
-              f"busy {p['busy_ms_per_s']:.1f} ms/s; long tasks {p['long_tasks']}")
+              f"busy {p['busy_ms_per_s']:.1f} ms/s; long tasks {p['long_tasks']} (max {p['long_task_ms_max']:.0f} ms)")
     print(f"  LiveHub.push_samples            : {m['push_block_us']:.0f} us per 10-sample block "
           f"({m['push_cpu_percent_at_500hz']:.2f} % of a core at 500 Hz)")
     print(f"  PNG render (1600 px, 10 s)      : {m['png_render_ms_median']:.0f} ms median, {m['png_bytes']} bytes")

@@ -232,7 +232,7 @@ function clearAhead(ctx, a, b) {
   const p0 = a % N, p1 = p0 + (b - a) + gap;
   if (p1 <= N) clr(p0, p1); else { clr(p0, N); clr(0, p1 - N); }
 }
-const MAX_FPS = 25;   // the sweep moves ~0.6 px per display sample: 25 frames/s is smooth, and halves compositing
+const MAX_FPS = 25;   // at most 25 frames/s (20 on a 60 Hz screen): the sweep stays smooth and compositing halves
 function frame() {
   requestAnimationFrame(frame);
   if (!st.haveData) return;
