@@ -274,6 +274,16 @@ def test_outbox_cli_reports_depth_oldest_and_priorities(tmp_path, capsys):
     assert "4 message(s) waiting" in capsys.readouterr().out
     assert outbox_cli(["--db", str(tmp_path / "missing.db")]) == 2
     ob.close()
+    # through the daemon's config: <storage.state_dir>/outbox.sqlite
+    state = tmp_path / "state"
+    state.mkdir()
+    ob = Outbox(state / "outbox.sqlite", min_free_bytes=0)
+    ob.put("alarm", {"code": "lead_off"}, "medium")
+    ob.close()
+    cfg = tmp_path / "edge.toml"
+    cfg.write_text(f'[storage]\nstate_dir = "{state}"\n')
+    assert outbox_cli(["--config", str(cfg), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["by_priority"]["medium"]["count"] == 1
 
 
 def test_link_cut_mid_drain_loses_nothing_and_keeps_order(tmp_path):

@@ -14,21 +14,30 @@ import time
 
 from .outbox import open_readonly_summary
 
-DEFAULT_DB = os.path.join("/var/lib/ecg-edge", "outbox.db")
+OUTBOX_FILE = "outbox.sqlite"  # the daemon keeps it at <storage.state_dir>/outbox.sqlite
 
 
 def run(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ecg-edge outbox", description="Show the MQTT outbox: results and alarms "
                                 "waiting for the broker's acknowledgement.")
-    p.add_argument("--db", default=os.environ.get("ECG_OUTBOX_DB", DEFAULT_DB),
-                   help="outbox database (default <storage.state_dir>/outbox.db)")
+    p.add_argument("--db", default=os.environ.get("ECG_OUTBOX_DB"),
+                   help="outbox database file (default <storage.state_dir>/outbox.sqlite of --config)")
+    p.add_argument("--config", "-c", help="daemon TOML config (default: built-in defaults)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     a = p.parse_args(argv)
+    if not a.db:
+        from edge_app.config import load_config
+        from edge_app.errors import ConfigError
+        try:
+            a.db = str(load_config(a.config).state_dir / OUTBOX_FILE)
+        except ConfigError as exc:
+            print(f"ecg-edge outbox: {exc}", file=sys.stderr)
+            return 2
     try:
         s = open_readonly_summary(a.db)
     except FileNotFoundError:
-        print(f"ecg-edge outbox: no outbox at {a.db} (nothing queued yet, or give --db "
-              f"<storage.state_dir>/outbox.db)", file=sys.stderr)
+        print(f"ecg-edge outbox: no outbox at {a.db} (MQTT never enabled here, or give --config/--db "
+              f"<storage.state_dir>/{OUTBOX_FILE})", file=sys.stderr)
         return 2
     except sqlite3.Error as exc:
         print(f"ecg-edge outbox: cannot read {a.db}: {exc}", file=sys.stderr)
