@@ -119,3 +119,15 @@ def test_twelve_lead_agreement_survives_noise_and_electrode_off():
             tot += match_beats(ref, ecg_peaks(y, 500.0), 500.0, 0.05)
     tp, fn, fp = tot
     assert tp / (tp + fn) >= 0.99 and tp / (tp + fp) >= 0.98, tot
+
+
+def test_same_beats_from_ptbxl_500hz_and_100hz_files():
+    """The 42 fixture records at 500 Hz and PTB-XL's own 100 Hz files give the same beats."""
+    tot = np.zeros(3, dtype=int)
+    for hea in sorted((ROOT / "tests/fixtures/ptbxl_official_sample/records500").rglob("*_hr.hea")):
+        a = wfdb.rdrecord(str(hea.with_suffix(""))).p_signal * 1000.0
+        lr = str(hea.with_suffix("")).replace("records500", "records100").replace("_hr", "_lr")
+        b = wfdb.rdrecord(lr).p_signal * 1000.0
+        tot += match_beats(ecg_peaks(a, 500.0) / 5.0, ecg_peaks(b, 100.0), 100.0, 0.05)
+    tp, fn, fp = tot
+    assert tp > 500 and fn <= 2 and fp <= 4, tot

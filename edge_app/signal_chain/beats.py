@@ -33,8 +33,9 @@ P_WAVE_S = 0.3
 THRESHOLD_FRACTION = 0.4
 #: A preceding detection with less than this envelope ratio to the QRS after it is a P wave.
 P_WAVE_RATIO = 0.63
-#: Signal at each end of the input ignored for detection (filter edge transients), seconds.
-EDGE_S = 0.05
+#: Signal at each end of the input ignored for detection (filter edge transients; PTB-XL 100 Hz
+#: files also end with a ~3-sample artefact), seconds.
+EDGE_S = 0.1
 #: Search back for a missed beat after this many mean RR intervals without a beat.
 SEARCHBACK_RR = 1.66
 #: A beat found by search-back needs at least this fraction of the recent QRS slope (median of the
@@ -268,7 +269,7 @@ def ecg_peaks(x: np.ndarray, fs: float, usable_leads: np.ndarray | None = None) 
     comb, bp = _combined_energy(a, fs, usable_leads)
     if not np.any(comb > 0):
         return np.zeros(0, dtype=np.int64)
-    # The first and last 50 ms hold the band-pass's edge transients, which noise turns into
+    # The first and last 100 ms hold the band-pass's edge transients, which noise turns into
     # spurious "beats"; a QRS that close to the edge cannot be told from them anyway.
     edge = int(round(EDGE_S * fs))
     comb[:edge] = 0.0
