@@ -86,3 +86,12 @@ def test_python_dash_m_entry_point():
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["fs"] == 360.0 and len(d["r_peaks"]) > 60
+
+
+def test_dispatch_through_ecg_edge_cli(capsys):
+    """`ecg-edge measure ...` goes through edge_app.cli's dispatch to run()."""
+    import pytest
+    cli = pytest.importorskip("edge_app.cli")
+    rc = cli.main(["measure", str(MIT / "119_excerpt"), "--json"])
+    d = json.loads(capsys.readouterr().out.strip())
+    assert rc == 0 and d["fs"] == 360.0 and d["n_beats"] > 60
