@@ -1,6 +1,9 @@
 """Bedside display end to end: a RUNNING daemon (`ecg-edge run`, display enabled) fed by the pty
 front-end simulator replaying a real PTB-XL record, the page loaded in real headless Chromium.
 
+The daemon also has [mqtt] enabled against a real mosquitto, so an acknowledgement made on the page
+is checked where the fleet sees it.
+
 Timeline of the shared daemon (stream seconds): results every 5 s from 10 s; the simulator lifts the
 LA electrode at 40 s for 8 s. Tests run in file order and build on each other (strip -> result ->
 patient from the page -> electrode off -> alarm acknowledgement -> PNG -> bad API input).
@@ -9,7 +12,6 @@ Screenshots land in tests/artifacts/display/.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import struct
@@ -18,13 +20,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import zlib
 from datetime import datetime
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from mosquitto_broker import MosquittoBroker
 
-from edge_app.display.browser import Browser, BrowserError, find_chromium
+from edge_app.display.browser import Browser, find_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "edge_app" / "data" / "records" / "00181_hr"     # PTB-XL MI record shipped with the app
@@ -61,6 +64,14 @@ def _json(url: str) -> dict:
     return json.loads(body)
 
 
+def _payload(raw: bytes) -> dict:
+    try:
+        d = json.loads(raw)
+    except ValueError:
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
 def _iso(t: str) -> float:
     return datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()
 
@@ -74,6 +85,14 @@ class Rig:
         self.base = f"http://127.0.0.1:{self.port}"
         self.state = tmp / "state"
         self.link = tmp / "frontend"
+        # A real broker, so the acknowledgement from the page can be seen going out over MQTT.
+        self.broker = MosquittoBroker(tmp / "broker").start()
+        self.mqtt_msgs: list[tuple[str, dict]] = []
+        self.mqtt = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.mqtt.on_message = lambda c, u, m: self.mqtt_msgs.append((m.topic, _payload(m.payload)))
+        self.mqtt.on_connect = lambda c, u, f, rc, p=None: c.subscribe("ecg/bedside-test/#", qos=1)
+        self.mqtt.connect("127.0.0.1", self.broker.port)
+        self.mqtt.loop_start()
         self.cfg = tmp / "ecg-edge.toml"
         self.cfg.write_text(f"""
 [device]
@@ -88,6 +107,10 @@ host = "127.0.0.1"
 port = {self.port}
 [windows]
 stride_s = 5
+[mqtt]
+enabled = true
+port = {self.broker.port}
+reconnect_max_s = 1.0
 """)
         self.sim_log = open(tmp / "sim.log", "a")
         self.daemon_log = open(tmp / "daemon.log", "a")
@@ -141,6 +164,9 @@ stride_s = 5
         finally:
             for p in (self.daemon, self.sim):
                 self.stop(p)
+            self.mqtt.loop_stop()
+            self.mqtt.disconnect()
+            self.broker.stop()
             self.sim_log.close()
             self.daemon_log.close()
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -258,6 +284,13 @@ def test_alarm_acknowledged_from_page(rig):
     assert alarms[aid]["acknowledged"] is True and alarms[aid]["acknowledged_by"] == "bedside"
     acks = [json.loads(line) for line in (rig.state / "audit.jsonl").read_text().splitlines() if '"alarm_ack"' in line]
     assert any(json.dumps(aid) in json.dumps(e) for e in acks), "acknowledgement not in the audit log"
+    # ... and visible over MQTT: the alarm is re-published with who acknowledged it
+    deadline = time.monotonic() + 15
+    while not any(t.endswith("/alarm") and (m.get("alarm") or {}).get("id") == aid
+                  and (m.get("alarm") or {}).get("acknowledged_by") == "bedside" for t, m in list(rig.mqtt_msgs)):
+        assert time.monotonic() < deadline, "acknowledged alarm not published over MQTT: " + \
+            str([(t, m.get("alarm", {}).get("id")) for t, m in rig.mqtt_msgs if t.endswith("/alarm")][-5:])
+        time.sleep(0.2)
     # acknowledging again is refused and changes nothing
     code, _, body = _http(rig.base + f"/api/alarms/{aid}/ack", "POST", b'{"by": "crew"}')
     assert code == 409 and "already" in json.loads(body)["error"]

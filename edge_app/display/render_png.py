@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from firmware_bridge.samples import ELECTRODES, LEADS
+from firmware_bridge.samples import LEADS
 
 LAYOUT = ((0, 3, 6, 9), (1, 4, 7, 10), (2, 5, 8, 11))   # I aVR V1 V4 / II aVL V2 V5 / III aVF V3 V6
 RHYTHM = 1                                               # lead II
@@ -342,4 +342,4 @@ def render_result_png(result: dict[str, Any], fs: float, strip_uv: np.ndarray, w
     return encode_png(render_result_rgb(result, fs, strip_uv, width))
 
 
-__all__ = ["render_result_png", "render_result_rgb", "encode_png", "Canvas", "ELECTRODES"]
+__all__ = ["render_result_png", "render_result_rgb", "encode_png", "Canvas"]
