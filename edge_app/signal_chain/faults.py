@@ -11,7 +11,7 @@ import numpy as np
 
 from firmware_bridge.samples import CHANNELS, derive_leads
 
-from .quality import ELECTRODES, RAIL_UV
+from .quality import ELECTRODES
 
 #: Potential of a floating electrode (same as the simulator: beyond the rail, so channels clip).
 FLOATING_ELECTRODE_UV = 700_000.0
@@ -24,8 +24,15 @@ def to_channels(leads_uv: np.ndarray) -> np.ndarray:
     return np.asarray(leads_uv, dtype=np.float64)[:, _CH_IN_LEADS]
 
 
+#: One ADC count of the simulated ADS1298 (Vref 2.4 V, gain 6): 47.684 nV, as the simulator reports it.
+LSB_UV = round(2.4e6 / 6 / 2 ** 23 * 1e6) / 1e6
+#: The 24-bit converter's limits in microvolts (asymmetric by one count, like the device).
+ADC_MIN_UV = -(2 ** 23) * LSB_UV
+ADC_MAX_UV = (2 ** 23 - 1) * LSB_UV
+
+
 def _finish(ch: np.ndarray) -> np.ndarray:
-    return derive_leads(np.clip(ch, -RAIL_UV, RAIL_UV))
+    return derive_leads(np.clip(ch, ADC_MIN_UV, ADC_MAX_UV))
 
 
 def electrode_off(leads_uv: np.ndarray, fs: float, electrode: str) -> tuple[np.ndarray, np.ndarray]:
@@ -74,7 +81,7 @@ def saturate(leads_uv: np.ndarray, channels: tuple[str, ...] | None = None) -> n
     ch = to_channels(leads_uv)
     sel = range(8) if channels is None else [CHANNELS.index(c) for c in channels]
     for i in sel:
-        ch[:, i] = RAIL_UV
+        ch[:, i] = ADC_MAX_UV
     return _finish(ch)
 
 
