@@ -69,10 +69,10 @@ def bench_persist(workdir: Path, n: int) -> dict:
             "latency_ms_max": round(1000 * max(lat), 2), "depth_after": depth}
 
 
-def bench_drain(workdir: Path, n: int) -> dict:
+def bench_drain(workdir: Path, n: int, inflight: int = 20) -> dict:
     broker = MosquittoBroker(workdir, persistence=False)
     cfg = MqttConfig.from_dict({"enabled": True, "port": broker.port, "reconnect_min_s": 0.1,
-                                "reconnect_max_s": 0.2, "telemetry_interval_s": 3600})
+                                "reconnect_max_s": 0.2, "telemetry_interval_s": 3600, "max_inflight": inflight})
     up = Uplink(cfg, "bench-drain", workdir / "drain.sqlite")
     ids = [up.publish_result(fake_result(i), PRIOS[i % len(PRIOS)]) for i in range(n)]
     broker.start()
@@ -93,7 +93,7 @@ def bench_drain(workdir: Path, n: int) -> dict:
     broker.stop()
     c = Counter(m["msg_id"] for m in got)
     ranks = [PRIORITY_RANK[m["priority"]] for m in got]
-    return {"messages": n, "received": len(got), "lost": len(set(ids) - set(c)),
+    return {"max_inflight": inflight, "messages": n, "received": len(got), "lost": len(set(ids) - set(c)),
             "duplicates": sum(v - 1 for v in c.values()), "critical_first": ranks == sorted(ranks),
             "connect_s": round(t_conn - t0, 3), "seconds_to_last_received": round(t_recv - t_conn, 3),
             "messages_per_s": round(n / (t_recv - t_conn), 1),
@@ -106,12 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=int, default=2000)
     ap.add_argument("--drain", type=int, default=5000)
     ap.add_argument("--dir", default="/var/tmp", help="where the outbox files go (use the device's state disk)")
+    ap.add_argument("--inflight", type=int, default=20, help="mqtt.max_inflight for the drain")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=a.dir, prefix="bench-outbox-") as d:
         wd = Path(d)
         out = {"machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2), "dir": a.dir},
-               "persist": bench_persist(wd, a.results), "drain": bench_drain(wd, a.drain)}
+               "persist": bench_persist(wd, a.results), "drain": bench_drain(wd, a.drain, a.inflight)}
     if a.json:
         print(json.dumps(out, indent=1))
         return 0
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"durable persist: {p['results_per_s']} results/s ({p['results']} x {p['payload_bytes']} B JSON, "
           f"fsync per result; latency p50 {p['latency_ms_p50']} ms, p99 {p['latency_ms_p99']} ms, "
           f"max {p['latency_ms_max']} ms)")
-    print(f"drain after outage: {dr['messages_per_s']} msg/s to mosquitto ({dr['messages']} queued, "
+    print(f"drain after outage: {dr['messages_per_s']} msg/s to mosquitto (max_inflight {dr['max_inflight']}, "
+          f"{dr['messages']} queued, "
           f"{dr['received']} received in {dr['seconds_to_last_received']} s after connect; lost {dr['lost']}, "
           f"duplicates {dr['duplicates']}, critical first: {dr['critical_first']}; outbox empty after "
           f"{dr['seconds_until_outbox_empty']} s)")

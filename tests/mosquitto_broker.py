@@ -62,7 +62,7 @@ class MosquittoBroker:
         lines = ["per_listener_settings false", f"listener {self.port} 127.0.0.1",
                  f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
                  "log_dest stderr", "log_type error", "log_type warning", "log_type notice",
-                 "max_inflight_messages 100", "max_queued_messages 100000",
+                 "max_inflight_messages 100", "max_queued_messages 100000", "set_tcp_nodelay true",
                  "message_size_limit 0"]
         if os.geteuid() == 0:  # mosquitto would drop to user "mosquitto", who cannot write our temp dir
             import pwd

@@ -159,6 +159,7 @@ class Uplink:
         client.reconnect_delay_set(min_delay=cfg.reconnect_min_s, max_delay=cfg.reconnect_max_s)  # type: ignore[arg-type]
         client.max_inflight_messages_set(cfg.max_inflight)
         client.max_queued_messages_set(0)
+        client.on_socket_open = _no_delay
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
@@ -479,6 +480,15 @@ class Uplink:
                 props.CorrelationData = corr
         data = json.dumps(reply, separators=(",", ":"), default=str)
         client.publish(topic, data, qos=1, properties=props)
+
+
+def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """Disable Nagle: a command reply (or the next result) right after a PUBACK otherwise waits for the
+    peer's delayed ACK, ~40 ms per round trip."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass
 
 
 def _correlation(msg: mqtt.MQTTMessage) -> str | None:
