@@ -464,7 +464,13 @@ function renderProbs() {
   for (const [k, v] of Object.entries(probs)) {
     const d = document.createElement("div");
     d.className = "prob" + (k === top ? " top" : ""); d.title = CLASS_NAMES[k] || k;
-    d.innerHTML = `<span>${k}</span><span class="bar"><span class="fill" style="width:${(100 * Math.max(0, Math.min(1, v))).toFixed(1)}%"></span></span><span class="pct">${pct(v)}</span>`;
+    const name = document.createElement("span"); name.textContent = k;
+    const bar = document.createElement("span"); bar.className = "bar";
+    const fill = document.createElement("span"); fill.className = "fill";
+    fill.style.width = (100 * Math.max(0, Math.min(1, Number(v) || 0))).toFixed(1) + "%";
+    bar.appendChild(fill);
+    const pc = document.createElement("span"); pc.className = "pct"; pc.textContent = pct(Number(v) || 0);
+    d.append(name, bar, pc);
     box.appendChild(d);
   }
 }
@@ -485,7 +491,8 @@ function renderAlarms() {
     li.className = `alarm prio-${alarmPrio(a)}` + (a.acknowledged ? " acked" : "");
     li.dataset.id = a.id; li.dataset.acked = a.acknowledged ? "1" : "0";
     const txt = document.createElement("span"); txt.className = "txt";
-    txt.textContent = `${a.message || a.label || a.type || "Alarm"} · ${fmtTime(a.time)}` +
+    txt.textContent = `${a.message || a.label || a.code || "Alarm"} · ${fmtTime(a.time)}` +
+      (a.active === false ? " · condition ended" : "") +
       (a.acknowledged ? ` · ack ${a.acknowledged_by || ""}` : "");
     li.appendChild(txt);
     if (!a.acknowledged) {
@@ -504,7 +511,7 @@ async function ackAlarm(id) {
   } catch (e) {
     const a = st.alarms.get(String(id));
     if (a && /already/.test(e.message)) a.acknowledged = true;
-    else alert("Could not acknowledge: " + e.message);
+    else { $("alarm-msg").textContent = "Could not acknowledge: " + e.message; setTimeout(() => { $("alarm-msg").textContent = ""; }, 8000); }
   }
   renderAlarms(); renderBanner();
 }
