@@ -11,8 +11,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import jsonschema
 import pytest
 
+from edge_app.uplink import schemas
 from edge_app.uplink.outbox import Outbox, OutboxFull, PRIORITY_RANK
 from edge_app.uplink.outbox_cli import run as outbox_cli
 from edge_app.uplink.service import Uplink
@@ -58,6 +60,9 @@ def test_outage_then_recovery_delivers_everything_critical_first_once(tmp_path):
         assert_priority_order(got)
         assert all(m["historical"] for m in got), "results queued while offline must be marked historical"
         assert all(m["disclaimer"].startswith("Triage aid") for m in got)
+        triage_schema = schemas.load("triage")
+        for m in got:
+            jsonschema.validate(m, triage_schema)
 
         # second outage on the same port: the link reconnects by itself with backoff. The collector's
         # session survives the broker restart (persistence), so it counts whatever arrives meanwhile.
@@ -336,3 +341,15 @@ def test_link_cut_mid_drain_loses_nothing_and_keeps_order(tmp_path):
             first_seen.append(m["result"]["n"])
     assert first_seen == sorted(first_seen), "a newer result overtook an older one across the reconnect"
     assert connects >= 2
+
+
+def test_results_with_numpy_and_nan_are_queued_exactly(tmp_path):
+    import numpy as np
+    ob = Outbox(tmp_path / "o.db", min_free_bytes=0)
+    ob.put("triage", {"p": np.float32(0.25), "hr": float("nan"), "v": np.arange(3), "t": (1, 2)}, "low")
+    (m,) = ob.next_batch(1)
+    assert m.body == {"p": 0.25, "hr": None, "v": [0, 1, 2], "t": [1, 2]}
+    with pytest.raises(TypeError):
+        ob.put("triage", {"x": object()}, "low")
+    assert ob.depth() == 1
+    ob.close()

@@ -9,6 +9,7 @@ budget is spent it refuses new messages (OutboxFull) so the daemon raises a tech
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sqlite3
@@ -61,6 +62,23 @@ def normalise_priority(priority: str) -> str:
     return p
 
 
+def json_safe(obj: Any) -> Any:
+    """Make a result JSON-exact: numpy scalars/arrays -> Python numbers/lists, NaN/inf -> null (JSON has no NaN;
+    a receiver must see "not measured", never a made-up number), tuples -> lists. Anything else unknown raises
+    TypeError so the daemon learns about it instead of a silently stringified value."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    if hasattr(obj, "tolist"):  # numpy scalar or array
+        return json_safe(obj.tolist())
+    raise TypeError(f"cannot send a {type(obj).__name__} in an MQTT payload")
+
+
 @dataclass(frozen=True)
 class QueuedMessage:
     """One row as the sender sees it."""
@@ -109,7 +127,7 @@ class Outbox:
         rank = PRIORITY_RANK[p]
         msg_id = msg_id or uuid.uuid4().hex
         created = time.time() if created is None else float(created)
-        blob = json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        blob = json.dumps(json_safe(body), separators=(",", ":"), allow_nan=False).encode("utf-8")
         with self._lock:
             self._check_room(len(blob), rank)
             try:
