@@ -177,3 +177,16 @@ def test_ptbxl_val_sample_clean_usable_and_faults_unusable():
         total += len(faulty)
     assert usable / len(X) >= 0.95, usable
     assert unusable / total >= 0.95, (unusable, total)
+
+
+def test_mains_hum_mentioned_and_mv_hum_refused():
+    x, fs = next(_records("500"))
+    rng = np.random.default_rng(5)
+    q = ecg_quality(F.mains(x, fs, 300.0, 50.0, rng), fs, mains_hz=50)
+    assert q.verdict != "unusable" and any("mains interference" in r for r in q.reasons), q.reasons
+    ch = F.to_channels(x)
+    ch[:, 4] += 5000.0 * np.sin(2 * np.pi * 60.0 * np.arange(x.shape[0]) / fs)   # V3 floating in 60 Hz
+    from firmware_bridge.samples import derive_leads
+    q = ecg_quality(derive_leads(ch), fs, mains_hz=60)
+    assert q.verdict == "unusable" and "V3 strong mains interference (electrode loose?)" in q.reasons
+    assert q.leads["V3"].hum_uv > 2000 and q.leads["V1"].hum_uv < 200

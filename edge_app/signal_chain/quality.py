@@ -62,6 +62,11 @@ NOISE_ACCEPTABLE_UV = 12.0
 NOISE_UNUSABLE_UV = 25.0
 #: ... and relative to the lead's own QRS size (a small lead drowns in less noise).
 SNR_UNUSABLE = 4.0
+#: Mains hum (sinusoid amplitude at 50/60 Hz, only measurable above 111 Hz sampling). The resampler
+#: and the display notch remove hum, so moderate hum is only mentioned; mV-level hum means an
+#: electrode is loose or floating (its impedance turns the body's mains pick-up into signal).
+HUM_ACCEPTABLE_UV = 200.0
+HUM_UNUSABLE_UV = 2_000.0
 #: Published SQI limits (Zhao & Zhang 2018 / NeuroKit2): kSQI > 5 is "optimal".
 KSQI_MIN = 5.0
 #: pSQI below this: energy spread up to 40 Hz (muscle noise), not concentrated in the QRS band.
@@ -93,6 +98,7 @@ class LeadQuality:
     dc_uv: float
     wander_uv: float
     clip_fraction: float
+    hum_uv: float = 0.0
 
 
 @dataclass
@@ -177,7 +183,13 @@ def lead_features(x: np.ndarray, fs: float, mains_hz: float | None = None) -> di
     hp = _bandpass(xc, fs, 0.5, 40.0)
     sd = hp.std(axis=0)
     ksqi = np.where(sd > 0, np.mean((hp - hp.mean(axis=0)) ** 4, axis=0) / np.maximum(sd, 1e-12) ** 4, 0.0)
-    return dict(dc=dc, at_rail=at_rail, clip=clip, amp=amp, noise=noise, wander=wander,
+    # Mains hum amplitude (uV, sinusoid peak) from the spectrum around 50/60 Hz, where measurable.
+    hum = np.zeros(x.shape[1])
+    df = f[1] - f[0] if f.size > 1 else 1.0
+    for f0 in ((50.0, 60.0) if mains_hz is None else (float(mains_hz),)):
+        if f0 < 0.45 * fs:
+            hum = np.maximum(hum, np.sqrt(2.0 * _band_power(f, p, f0 - 1.0, f0 + 1.0) * df))
+    return dict(dc=dc, at_rail=at_rail, clip=clip, amp=amp, noise=noise, wander=wander, hum=hum,
                 psqi=psqi, bassqi=bassqi, ksqi=ksqi)
 
 
@@ -204,6 +216,10 @@ def _lead_verdicts(ft: dict[str, np.ndarray]) -> tuple[list[list[str]], list[lis
             fatal[i].append("noisy")
         elif noise > NOISE_ACCEPTABLE_UV or ft["psqi"][i] < PSQI_MIN or ft["ksqi"][i] < KSQI_MIN:
             minor[i].append("some noise")
+        if ft["hum"][i] > HUM_UNUSABLE_UV:
+            fatal[i].append("hum")
+        elif ft["hum"][i] > HUM_ACCEPTABLE_UV:
+            minor[i].append("some hum")
         if ft["wander"][i] > WANDER_UNUSABLE_UV:
             fatal[i].append("wander")
         elif ft["wander"][i] > WANDER_ACCEPTABLE_UV or ft["bassqi"][i] < BASSQI_ACCEPTABLE:
@@ -220,6 +236,8 @@ _WORDS = {
     "some wander": "baseline wandering",
     "amplitude": "implausible amplitude",
     "off": "signal at the amplifier's limit",
+    "hum": "strong mains interference (electrode loose?)",
+    "some hum": "mains interference",
 }
 
 
@@ -344,12 +362,14 @@ def ecg_quality(window_uv: np.ndarray, fs: float, lead_off: np.ndarray | None = 
         per[nm] = LeadQuality(verdict=verdict, flags=flags, ksqi=float(ft["ksqi"][i]), psqi=float(ft["psqi"][i]),
                               bassqi=float(ft["bassqi"][i]), noise_uv=float(ft["noise"][i]),
                               amplitude_uv=float(ft["amp"][i]), dc_uv=float(ft["dc"][i]),
-                              wander_uv=float(ft["wander"][i]), clip_fraction=float(ft["clip"][i]))
+                              wander_uv=float(ft["wander"][i]), clip_fraction=float(ft["clip"][i]),
+                              hum_uv=float(ft["hum"][i]))
         if nm in affected:
             continue                                      # already explained by the electrode
         for f in fatal[i] + minor[i]:
             by_problem.setdefault(f, []).append(nm)
-    for prob in ("missing", "off", "flat", "clipped", "amplitude", "noisy", "wander", "some noise", "some wander"):
+    for prob in ("missing", "off", "flat", "clipped", "amplitude", "hum", "noisy", "wander", "some noise",
+                 "some hum", "some wander"):
         if prob in by_problem:
             who = _group(by_problem[prob], names)
             if prob == "missing":
