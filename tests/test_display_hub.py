@@ -403,3 +403,26 @@ def test_history_is_topped_up_from_the_store_after_a_restart():
     assert hub.latest()["id"] == "new"
     hub.history_lookup = lambda n: 1 / 0          # a broken store: the page keeps working
     assert [r["id"] for r in hub.results(5)] == ["new"]
+
+
+def test_live_lead_off_bits_beat_the_older_window_verdict(record_uv):
+    """Electrode re-attached after the last window said 'LA off': the page follows the live bits."""
+    hub = LiveHub()
+    la = np.zeros((10, 9), bool)
+    la[:, ELECTRODES.index("LA")] = True
+    hub.push_samples(0, 500, record_uv[:10], la)
+    off_q = {"verdict": "unusable", "reasons": ["LA electrode off"], "electrodes_off": ["LA"],
+             "per_lead": {"I": {"verdict": "unusable", "flags": ["electrode_off", "off"]},
+                          "V2": {"verdict": "acceptable", "flags": ["noisy"]}}}
+    hub.push_quality(off_q)
+    st = hub.status()
+    assert st["electrodes"]["LA"] == "off" and st["leads"]["I"] == "off" and st["leads"]["V2"] == "off"
+    hub.push_samples(10, 500, record_uv[10:20], np.zeros((10, 9), bool))      # back on
+    st = hub.status()
+    assert st["electrodes"]["LA"] == "ok" and st["leads"]["I"] == "ok"
+    assert st["leads"]["V2"] == "noisy", "noise verdicts still shown"
+    # without live bits (a front end that has none), the window's verdict is all there is
+    hub2 = LiveHub()
+    hub2.push_samples(0, 500, record_uv[:10])
+    hub2.push_quality(off_q)
+    assert hub2.status()["electrodes"]["LA"] == "off" and hub2.status()["leads"]["I"] == "off"

@@ -158,6 +158,7 @@ class LiveHub:
         self._last_sample_time: float | None = None
         # state
         self._lead_off_live: list[str] = []
+        self._have_live_lead_off = False   # the front end reports lead-off bits (fresher than the last window)
         self._quality: dict[str, Any] | None = None
         self._results: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
         self._latest_id: str | None = None
@@ -262,6 +263,7 @@ class LiveHub:
             self._samples_in += x.shape[0]
             self._last_sample_time = time.time()
             if lo is not None and lo.shape[0]:
+                self._have_live_lead_off = True
                 off = [e for e, b in zip(ELECTRODES, lo[-1]) if b]
                 if off != self._lead_off_live:
                     self._lead_off_live = off
@@ -404,10 +406,13 @@ class LiveHub:
 
     # ------------------------------------------------------------------ reads (server side)
     def _electrodes_locked(self) -> dict[str, str]:
-        """Per-electrode state: 'off' (lead-off comparator or quality gate), else 'ok'."""
-        q_off = set((self._quality or {}).get("electrodes_off") or [])
-        live = set(self._lead_off_live)
-        return {e: ("off" if (e in live or e in q_off) else "ok") for e in ELECTRODES}
+        """Per-electrode state 'off' / 'ok': from the front end's lead-off bits when it sends them
+        (current to the last block), else from the last window's quality verdict."""
+        if self._have_live_lead_off:
+            off = set(self._lead_off_live)
+        else:
+            off = set((self._quality or {}).get("electrodes_off") or [])
+        return {e: ("off" if e in off else "ok") for e in ELECTRODES}
 
     def _leads_locked(self) -> dict[str, str]:
         """Per-lead state from the quality gate: 'off' / 'noisy' / 'ok'."""
@@ -417,8 +422,10 @@ class LiveHub:
         per = next((q[k] for k in ("per_lead", "leads") if isinstance(q.get(k), dict)), {})
         out = {}
         live_off = set(self._lead_off_live)
+        live = self._have_live_lead_off
         for lead in LEADS:
-            out[lead] = _lead_state(per.get(lead), lead in off_leads, lead in noisy)
+            # With live lead-off bits, "off" comes from them alone (the window's verdict is older).
+            out[lead] = _lead_state(per.get(lead), lead in off_leads and not live, lead in noisy, ignore_off=live)
             if live_off & set(LEAD_ELECTRODES[lead]):
                 out[lead] = "off"
         return out
@@ -585,14 +592,21 @@ class LiveHub:
             return self._version
 
 
-def _lead_state(v: Any, off: bool = False, noisy: bool = False) -> str:
-    """'off' / 'noisy' / 'ok' from a quality per-lead entry ({verdict, flags} or a plain string)."""
+OFF_FLAGS = {"off", "electrode_off", "lead_off"}
+
+
+def _lead_state(v: Any, off: bool = False, noisy: bool = False, ignore_off: bool = False) -> str:
+    """'off' / 'noisy' / 'ok' from a quality per-lead entry ({verdict, flags} or a plain string).
+    ignore_off: lead-off is known better elsewhere; judge only the noise part of the entry."""
     if isinstance(v, dict):
         flags = {str(f).lower() for f in (v.get("flags") or [])}
         verdict = str(v.get("verdict") or v.get("flag") or v.get("state") or "").lower()
     else:
         flags, verdict = set(), str(v or "").lower()
-    if off or flags & {"off", "electrode_off", "lead_off"} or verdict == "off":
+    if ignore_off:
+        if flags & OFF_FLAGS or verdict == "off":
+            return "ok"        # the window was unusable because of the electrode, not noise
+    elif off or flags & OFF_FLAGS or verdict == "off":
         return "off"
     if noisy or verdict in ("unusable", "acceptable", "noisy", "noise", "bad") or flags:
         return "noisy"
