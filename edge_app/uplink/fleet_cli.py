@@ -105,6 +105,13 @@ class FleetClient:
         self._client.subscribe(topic_filter, qos=qos)
         done.wait(5)
 
+    def unsubscribe(self, topic_filter: str, handler: Callable[[mqtt.MQTTMessage], None]) -> None:
+        with self._lock:
+            self._handlers = [(f, h) for f, h in self._handlers if not (f == topic_filter and h is handler)]
+            still = any(f == topic_filter for f, _ in self._handlers)
+        if not still:
+            self._client.unsubscribe(topic_filter)
+
     # ---- devices -------------------------------------------------------------------------------------
     def devices(self, wait_s: float = 1.0) -> dict[str, dict[str, Any]]:
         """Collect retained availability/birth/telemetry/config for every device under the prefix."""
@@ -126,9 +133,12 @@ class FleetClient:
                     except ValueError:
                         entry[leaf.replace("/", "_")] = {"unparseable": msg.payload[:200].decode("utf-8", "replace")}
 
-        for leaf in ("availability", "birth", "telemetry", "config/reported"):
-            self.subscribe(fleet_filter(self.prefix, leaf), grab)
+        filters = [fleet_filter(self.prefix, leaf) for leaf in ("availability", "birth", "telemetry", "config/reported")]
+        for flt in filters:
+            self.subscribe(flt, grab)
         time.sleep(wait_s)
+        for flt in filters:
+            self.unsubscribe(flt, grab)
         with lock:
             return {k: dict(v) for k, v in sorted(found.items())}
 
