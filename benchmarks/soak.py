@@ -24,15 +24,17 @@ Accounting at the end (stream time = seconds of signal the front end produced):
     while the daemon was dead; a cable pull; the end of the run) or within one window length (10 s) before
     such a break (a segment's unfinished tail; windows never span a break). Anything else is UNACCOUNTED.
     Windows are placed on the stream timeline from the daemon's own clock (result time minus
-    since_last_sample_ms = arrival of the window's last sample) against the simulator's frame log;
-    within a contiguous segment the offset is constant, so the least-delayed window places the segment
-    (a sample can arrive late, never early); the spread of the per-window offsets is reported.
+    since_last_sample_ms = arrival of the block that completed the window) against the simulator's frame
+    log; a segment's first window starts exactly at the segment's known start (a host START or the end of
+    undelivered frames) found at most 0.6 s before that estimate (the estimate is late by the resampler's
+    look-ahead, never early). Anchored segments and the clock lags are reported.
   * every break the front end caused is reported by the daemon (audit `stream_gap` / result `gap_before`,
     or for a daemon restart an audit `start` and the broker's Last Will `offline` on MQTT);
   * nothing duplicated: no result id under two msg_ids, no window analysed twice (same daemon run and
     window start); repeats of the same msg_id (QoS 1 at-least-once, documented) are counted separately;
   * nothing lost: every result in the daemon's store (and audit log) reached the subscriber;
-  * memory: daemon RSS sampled every second; growth and slope per daemon lifetime.
+  * memory: daemon RSS sampled every second; growth after a 30 s warm-up and slope per daemon lifetime
+    (a lifetime of 90 s or more growing by more than 20 MB, or 10 %, fails).
 Exit code 1 when anything is lost, duplicated or unaccounted for (soak mode).
 """
 from __future__ import annotations
@@ -68,6 +70,8 @@ FS = 500
 LENGTH_S = 10.0
 CYCLE_S = 150.0
 TOL_S = 0.5
+MEM_GROWTH_MB = 20.0  # RSS growth after warm-up within one daemon lifetime that fails the soak
+ANCHOR_S = 0.6        # how far the clock estimate of a segment start may lag its known start
 
 
 # --------------------------------------------------------------------------------------------- inputs
@@ -500,6 +504,7 @@ def mode_soak(a: argparse.Namespace) -> dict[str, Any]:
         status = h.sup.control("status")
     finally:
         teardown(h)
+    save_raw(h, status, final_store)
     rep = account(h, status, final_store)
     rep.update(mode="soak", duration_s=a.duration, stride_s=a.stride, front_end_faults=sim_faults,
                supervisor_actions=[{"at_s": t, "action": w} for t, w in actions], workdir=str(tmp))
@@ -507,6 +512,27 @@ def mode_soak(a: argparse.Namespace) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------- accounting
+def save_raw(h: Harness, status: dict[str, Any], final_store: dict[str, Any]) -> Path:
+    """Everything the accounting reads, so `soak.py account WORKDIR` can redo it offline."""
+    import pickle
+    from types import SimpleNamespace as NS
+    raw = NS(tmp=h.tmp, sim=NS(frames=h.sim.frames, starts=h.sim.starts, disconnects=h.sim.disconnects,
+                               faults=h.sim.faults, stats=NS(events=list(h.sim.stats.events))),
+             sub=NS(messages=list(h.sub.messages), connects=h.sub.connects),
+             sup=NS(runs=h.sup.runs, kills=h.sup.kills, rss=h.sup.rss), status=status, final_store=final_store)
+    path = h.tmp / "raw.pickle"
+    path.write_bytes(pickle.dumps(raw))
+    return path
+
+
+def load_raw(workdir: Path) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    import pickle
+    raw = pickle.loads((workdir / "raw.pickle").read_bytes())
+    raw.sub.on = lambda leaf, _m=raw.sub.messages: Subscriber.on(type("S", (), {"_lock": threading.Lock(),
+                                                                                "messages": _m})(), leaf)
+    return raw, raw.status, raw.final_store
+
+
 def _read_audit(path: Path) -> list[dict[str, Any]]:
     out = []
     for ln in path.read_text().splitlines():
@@ -574,29 +600,6 @@ def account(h: Harness, status: dict[str, Any], final_store: dict[str, Any]) -> 
     alarms_audit = {e["data"]["id"] for e in audit if e["kind"] == "alarm"}
     alarms_got = {m["alarm"]["id"] for _, m in h.sub.on("alarm") if isinstance(m, dict) and "alarm" in m}
 
-    # --- place every delivered window on the stream timeline
-    groups: dict[tuple, list] = {}
-    seg = {}
-    for rid, (t, r) in sorted(got.items(), key=lambda kv: (run_of.get(kv[0], -1), kv[1][1]["window"]["start_index"])):
-        ru = run_of.get(rid, -1)
-        if r.get("gap_before") or ru not in seg:
-            seg[ru] = seg.get(ru, -1) + 1
-        arrival = _parse_time(r["time"]) - r["timings_ms"].get("since_last_sample_ms", 0.0) / 1000.0
-        k = int(np.searchsorted(sent_wall, arrival, side="right")) - 1
-        off = (sent_end[k] if k >= 0 else 0.0) - r["window"]["end_index"] / r["window"]["fs"]
-        groups.setdefault((ru, seg[ru]), []).append((rid, r, off))
-    windows, spreads = [], []
-    for key, items in groups.items():
-        offs = [o for _, _, o in items]
-        off = float(min(offs))      # arrival is never before emission: the least-delayed window places the segment
-        spreads.append(max(offs) - min(offs))
-        for rid, r, _ in items:
-            fs = r["window"]["fs"]
-            windows.append({"id": rid, "run": key[0], "segment": key[1], "start": r["window"]["start_index"] / fs + off,
-                            "end": r["window"]["end_index"] / fs + off, "level": r["triage_level"],
-                            "reasons": r["quality"].get("reasons", []), "gap_before": bool(r.get("gap_before")),
-                            "electrodes_off": r["quality"].get("electrodes_off", [])})
-
     # --- breaks in the stream (front end's and supervisor's view)
     breaks = []
     run_start = None
@@ -620,6 +623,43 @@ def account(h: Harness, status: dict[str, Any], final_store: dict[str, Any]) -> 
         nxt = [s for s in starts if s[0] > kw]
         breaks.append({"start": t_kill, "end": nxt[0][1] if nxt else T, "why": "daemon killed"})
     breaks.append({"start": T, "end": T, "why": "end of run"})
+
+    # --- place every delivered window on the stream timeline
+    # A contiguous segment's first window starts exactly where the segment starts: at a host START (a daemon
+    # (re)start or a reconnect after a cable pull) or at the end of a run of undelivered frames. The daemon's
+    # clock says roughly where (arrival of the completing block, late by the resampler's look-ahead and the
+    # scheduling, never early); the known segment start at most ANCHOR_S before that estimate places the
+    # segment exactly. A segment with no such anchor keeps the clock estimate (counted and reported).
+    anchors = sorted({round(t, 4) for _, t in h.sim.starts} | {round(b["end"], 4) for b in breaks
+                                                                 if b["why"].startswith("frames")})
+    groups: dict[tuple, list] = {}
+    seg = {}
+    for rid, (t, r) in sorted(got.items(), key=lambda kv: (run_of.get(kv[0], -1), kv[1][1]["window"]["start_index"])):
+        ru = run_of.get(rid, -1)
+        if r.get("gap_before") or ru not in seg:
+            seg[ru] = seg.get(ru, -1) + 1
+        arrival = _parse_time(r["time"]) - r["timings_ms"].get("since_last_sample_ms", 0.0) / 1000.0
+        k = int(np.searchsorted(sent_wall, arrival, side="right")) - 1
+        off = (sent_end[k] if k >= 0 else 0.0) - r["window"]["end_index"] / r["window"]["fs"]
+        groups.setdefault((ru, seg[ru]), []).append((rid, r, off))
+    windows, spreads, anchored, lags = [], [], 0, []
+    for key, items in groups.items():
+        offs = [o for _, _, o in items]
+        off = float(min(offs))
+        spreads.append(max(offs) - min(offs))
+        first_start = min(r["window"]["start_index"] / r["window"]["fs"] for _, r, _ in items)
+        est = first_start + off
+        cand = [x for x in anchors if est - ANCHOR_S <= x <= est + 0.02]
+        if cand:
+            anchored += 1
+            lags.append(est - cand[-1])
+            off = cand[-1] - first_start
+        for rid, r, _ in items:
+            fs = r["window"]["fs"]
+            windows.append({"id": rid, "run": key[0], "segment": key[1], "start": r["window"]["start_index"] / fs + off,
+                            "end": r["window"]["end_index"] / fs + off, "level": r["triage_level"],
+                            "reasons": r["quality"].get("reasons", []), "gap_before": bool(r.get("gap_before")),
+                            "electrodes_off": r["quality"].get("electrodes_off", [])})
 
     # --- coverage on the frame grid
     grid = (np.arange(nslots) + 0.5) * fstep
@@ -707,6 +747,8 @@ def account(h: Harness, status: dict[str, Any], final_store: dict[str, Any]) -> 
                     "with_gap_before": sum(1 for w in windows if w["gap_before"])},
         "slots_10s": slots, "unaccounted_stretches_s": stretches,
         "window_placement_spread_s_max": round(max(spreads), 3) if spreads else None,
+        "segments_anchored": f"{anchored} of {len(groups)}",
+        "clock_lag_s_of_anchored_segments": [round(x, 3) for x in lags],
         "breaks": reported, "unreported_breaks": len(unreported),
         "cannot_interpret_without_reason": ci_no_reason,
         "fault_windows": fault_windows,
@@ -734,6 +776,10 @@ def account(h: Harness, status: dict[str, Any], final_store: dict[str, Any]) -> 
         problems.append(f"{len(ci_no_reason)} 'cannot interpret' without a reason")
     if not got:
         problems.append("no result reached the subscriber")
+    for d in rep["memory"]["per_daemon"]:
+        g = d.get("growth_after_warmup_mb")
+        if g is not None and d["seconds"] >= 90 and g > max(MEM_GROWTH_MB, 0.1 * d["rss_after_warmup_mb"]):
+            problems.append(f"daemon pid {d['pid']} RSS grew {g} MB after warm-up in {d['seconds']} s")
     rep["problems"] = problems
     rep["ok"] = not problems
     return rep
@@ -763,14 +809,21 @@ def _print_soak(r: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=("soak", "latency", "rtf"))
+    ap.add_argument("mode", choices=("soak", "latency", "rtf", "account"))
+    ap.add_argument("workdir", nargs="?", help="account: a finished soak's work directory (redo the accounting)")
     ap.add_argument("--duration", type=float, default=None,
                     help="wall seconds (defaults: soak 150 = one fault cycle, latency 60, rtf 45)")
     ap.add_argument("--stride", type=float, default=5.0, help="windows.stride_s of the daemon (default 5)")
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
     a = ap.parse_args(argv)
-    a.duration = a.duration or {"soak": 150.0, "latency": 60.0, "rtf": 45.0}[a.mode]
-    out = {"soak": mode_soak, "latency": mode_latency, "rtf": mode_rtf}[a.mode](a)
+    a.duration = a.duration or {"soak": 150.0, "latency": 60.0, "rtf": 45.0, "account": 0.0}[a.mode]
+    if a.mode == "account":
+        raw, status, final = load_raw(Path(a.workdir))
+        out = account(raw, status, final)
+        out.update(mode="soak", duration_s=0.0, workdir=a.workdir)
+        a.mode = "soak"
+    else:
+        out = {"soak": mode_soak, "latency": mode_latency, "rtf": mode_rtf}[a.mode](a)
     if a.json:
         print(json.dumps(out, default=str))
     elif a.mode == "soak":
