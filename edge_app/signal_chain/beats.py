@@ -27,12 +27,18 @@ MWI_S = 0.12
 REFRACTORY_S = 0.2
 #: Within this time of the previous beat a candidate with much less slope is a T wave (s).
 T_WAVE_S = 0.36
+#: ... and only when it comes early for the rhythm (fraction of the mean RR), so a fast regular
+#: tachycardia is not halved.
+T_WAVE_RR = 0.7
 #: A much smaller detection this close before a QRS is a P wave, not a beat (s).
 P_WAVE_S = 0.3
 #: Primary threshold between the running noise and signal peak levels (envelope amplitude).
 THRESHOLD_FRACTION = 0.4
 #: A preceding detection with less than this envelope ratio to the QRS after it is a P wave.
 P_WAVE_RATIO = 0.63
+#: ... and only when it came early for the rhythm (fraction of the mean RR): at 220 bpm two true
+#: beats are < 300 ms apart and vary in size.
+P_WAVE_RR = 0.6
 #: Signal at each end of the input ignored for detection (filter edge transients; PTB-XL 100 Hz
 #: files also end with a ~3-sample artefact), seconds.
 EDGE_S = 0.1
@@ -190,9 +196,9 @@ def _detect(mwi: np.ndarray, slope: np.ndarray, fs: float) -> np.ndarray:
                         last_i = i
                     i += 1
                     continue
-                if dt < T_WAVE_S * fs and cs[i] < 0.5 * beat_slope[-1]:
+                if dt < T_WAVE_S * fs and dt < T_WAVE_RR * rr_avg and cs[i] < 0.5 * beat_slope[-1]:
                     is_beat = False                          # T wave
-                elif dt < P_WAVE_S * fs and h[last_i] < P_WAVE_RATIO * h[i]:
+                elif dt < P_WAVE_S * fs and dt < P_WAVE_RR * rr_avg and h[last_i] < P_WAVE_RATIO * h[i]:
                     # The previous "beat" was a tall P wave just before this, much steeper, QRS.
                     npk = 0.125 * h[last_i] + 0.875 * npk
                     beats.pop()
