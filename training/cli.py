@@ -51,6 +51,7 @@ def cmd_train(a) -> dict:
     tr, trx, trd = _load_split(data, "train", a.limit)
     va, vax, vad = _load_split(data, "val", a.limit)
     _say(f"train {len(tr)} records, val {len(va)} records (contract: make_model_input + demographics_vector)")
+    _say("expect ~25-45 s per epoch on 2 CPU cores for the full data")
     cfg = TrainConfig(epochs=a.epochs, seed=a.seed)
     if a.widths:
         cfg.widths = tuple(int(w) for w in a.widths.split(","))
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         sp.add_argument("--limit", type=int, default=None, help="use only the first N records per split (smoke runs)")
         sp.add_argument("--n-boot", type=int, default=1000)
         if train:
-            sp.add_argument("--epochs", type=int, default=40)
+            sp.add_argument("--epochs", type=int, default=25)
             sp.add_argument("--seed", type=int, default=1)
             sp.add_argument("--widths", default="", help="comma-separated stage widths, e.g. 32,48,64,96")
             sp.add_argument("--batch-size", type=int, default=0)

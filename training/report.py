@@ -176,6 +176,11 @@ def build_report(manifest_path: Path, run_dir: Path, data_dir: Path, progress=pr
                                  "MI_sensitivity": s["per_class"]["MI"]["sensitivity"]})
     rep["robustness"] = rob
     rep["latency"] = measure_latency(model_path, ecg, demo)
+    # out-of-distribution inputs the quality gate must stop: what the model says when it should say nothing
+    ood_in = {"flat line (all leads 0)": np.zeros((1, 1000, 12)),
+              "Gaussian noise 0.5 mV, no ECG": np.random.default_rng(3).normal(0, 500, (1, 1000, 12))}
+    rep["out_of_distribution"] = {k: dict(zip(CLASSES, run_tflite(model_path, make_model_input(v), np.zeros((1, 4), np.float32))[0].round(3).tolist()))
+                                  for k, v in ood_in.items()}
     rep["manifest_metrics_val"] = {"thresholds": thr}
     train_info = man.get("training", {})
     rep["training"] = {k: train_info.get(k) for k in ("epochs", "best_epoch", "seconds", "git_commit", "params")}
@@ -290,6 +295,9 @@ def render_markdown(rep: dict, man: dict) -> str:
             L.append(f"| {key} | {x['level']} | {_f(x['macro_auc'])} | {_f(x['MI_auc'])} | {_f(x['MI_sensitivity'])} |")
     for x in r["lead_lost"]:
         L.append(f"| lead lost | {x['lead']} | {_f(x['macro_auc'])} | {_f(x['MI_auc'])} | {_f(x['MI_sensitivity'])} |")
+    L += ["", "## Out-of-distribution inputs (must be stopped by the quality gate)", "",
+          "| input | " + " | ".join(CLASSES) + " |", "|---|" + "---|" * len(CLASSES)]
+    L += [f"| {k} | " + " | ".join(_f(p[c], 2) for c in CLASSES) + " |" for k, p in rep.get("out_of_distribution", {}).items()]
     lat = rep["latency"]
     L += ["", "![robustness](plots/robustness.png)", "", "![roc](plots/roc.png)", "",
           "## Cost", "", f"LiteRT int8 inference latency on {lat['machine']} ({lat['note']}), {lat['threads']} thread: "
@@ -355,6 +363,9 @@ def render_model_card(rep: dict, man: dict) -> str:
          f"- Noise: macro AUC falls to {_f(noise.get(0.2, {}).get('macro_auc'))} at 0.2 mV Gaussian noise; the device's quality "
          f"gate must reject such strips. Losing lead {worst_lead['lead']} costs the most (macro AUC {_f(worst_lead['macro_auc'])}).",
          "- Probabilities are not calibrated risks (positive-class weighting in training); use the thresholds.",
+         "- Inputs that are not ECGs still get confident outputs: " + "; ".join(
+             f"{k}: " + ", ".join(f"{c} {v:.2f}" for c, v in p.items()) for k, p in rep.get("out_of_distribution", {}).items())
+         + ". The device's signal-quality gate must answer \"cannot interpret\" before the model is asked.",
          "- Val is also the selection fold: the reported operating-point figures are optimistic.", "",
          "## Fairness", "",
          "| group | n | macro AUC | MI sensitivity | MI specificity |", "|---|---|---|---|---|"]

@@ -26,10 +26,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
-    epochs: int = 40
+    epochs: int = 25
     batch_size: int = 64
     lr: float = 2e-3
-    weight_decay: float = 1e-4
+    weight_decay: float = 0.02
     widths: tuple[int, ...] = (32, 48, 64, 96)
     kernel: int = 7
     stem_pool: bool = False
@@ -41,7 +41,7 @@ class TrainConfig:
     wander_mv_max: float = 0.1
     scale_range: tuple[float, float] = (0.8, 1.2)
     shift_max: int = 50
-    patience: int = 12
+    patience: int = 25
     pos_weight: list[float] = field(default_factory=list)   # filled from train prevalence
 
     def to_json(self) -> dict:
