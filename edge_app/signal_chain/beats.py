@@ -2,12 +2,13 @@
 
 Why this design:
 - A Pan-Tompkins-class detector (band-pass, slope energy, moving-window integration, adaptive
-  signal/noise thresholds, search-back for missed beats, T-wave rejection) is well understood,
+  signal/noise thresholds, search-back for missed beats, T- and P-wave rejection) is well understood,
   explainable to a clinician and has published accuracy on MIT-BIH (Pan & Tompkins 1985;
   Hamilton & Tompkins 1986). Every constant is in seconds or Hz, so it runs at any sampling rate.
 - 12-lead input: each lead's slope energy is normalised by its own typical QRS energy and the
-  leads are combined with a *median-weighted* sum, so a QRS seen by many leads stands out while
-  noise on a single lead (a loose electrode, muscle) cannot create beats on its own.
+  leads are combined with a trimmed mean (the largest quarter dropped per sample), so a QRS seen
+  by many leads stands out while noise on one or two leads (a loose electrode, muscle) cannot
+  create beats on its own; flat, railed and floating leads are left out.
 - Vectorised with numpy/scipy; the only Python loop runs over candidate peaks (a few per
   second), never over samples.
 """
@@ -113,7 +114,10 @@ def _combined_energy(x: np.ndarray, fs: float, usable: np.ndarray | None) -> tup
     scale = np.median(per_sec_max, axis=0)
     ok = np.isfinite(scale) & (scale > 0)
     if usable is not None:
-        ok &= np.asarray(usable, dtype=bool)
+        usable = np.asarray(usable, dtype=bool)
+        if usable.shape != ok.shape:
+            raise BeatError(f"usable_leads must have one flag per lead ({ok.size}), got shape {usable.shape}")
+        ok &= usable
     if not ok.any():
         return np.zeros(n), bp
     en = e[:, ok] / scale[ok]
