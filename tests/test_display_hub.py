@@ -426,3 +426,21 @@ def test_live_lead_off_bits_beat_the_older_window_verdict(record_uv):
     hub2.push_samples(0, 500, record_uv[:10])
     hub2.push_quality(off_q)
     assert hub2.status()["electrodes"]["LA"] == "off" and hub2.status()["leads"]["I"] == "off"
+
+
+def test_refused_requests_keep_a_keepalive_connection_usable(served):
+    """A 415/404/405 on a persistent connection must not leave its body to be read as the next request."""
+    import http.client
+    hub, srv = served
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    for method, path, body, ctype, expected in (
+            ("POST", "/api/patient", b"age=50", "application/x-www-form-urlencoded", 415),
+            ("POST", "/api/nope", b'{"a": 1}', "application/json", 404),
+            ("PUT", "/api/patient", b'{"age": 1}', "application/json", 405),
+            ("POST", "/api/patient", b'{"age": 51}', "application/json", 200)):
+        conn.request(method, path, body=body, headers={"Content-Type": ctype})
+        r = conn.getresponse()
+        r.read()
+        assert r.status == expected, (method, path, r.status)
+    conn.close()
+    assert hub.patient["age"] == 51.0

@@ -142,10 +142,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_json(self) -> Any:
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            raise _HttpError(415, f"Content-Type must be application/json, got {ctype or 'none'}")
         if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True      # cannot skip a chunked body safely: drop the connection
             raise _HttpError(411, "chunked bodies are not accepted; send Content-Length")
+        if ctype != "application/json":
+            self._drain_body()                # keep a keep-alive connection in step
+            raise _HttpError(415, f"Content-Type must be application/json, got {ctype or 'none'}")
         length = self.headers.get("Content-Length")
         if length is None:
             raise _HttpError(411, "Content-Length is required")
@@ -282,6 +284,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Server-Sent Events: 'hello' (status + buffered strip), then 'samples', 'result', 'quality',
         'alarm', 'patient', 'status', 'electrodes', 'heart_rate' as they happen."""
         owner = self.owner
+        if self.command == "HEAD":
+            self._send(200, b"", "text/event-stream")
+            return
         if not owner._sse_enter():
             raise _HttpError(503, f"too many live clients (limit {MAX_SSE_CLIENTS})")
         try:
