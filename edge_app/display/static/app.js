@@ -439,7 +439,7 @@ function renderBanner() {
   const b = $("banner");
   const alarm = alarmForResult(r);
   const unacked = alarm && !alarm.acknowledged;
-  b.className = `banner prio-${r ? c.prio : "none"}` + (r && c.prio === "high" && unacked ? " flash" : "");
+  b.className = `banner prio-${r ? c.prio : "none"}` + (r && (c.prio === "high" || c.prio === "medium") && unacked ? " flash" : "");
   b.dataset.prio = r ? c.prio : "none";
   b.dataset.id = r ? r.id : "";
   $("banner-label").textContent = c.label;
