@@ -166,6 +166,11 @@ def test_fleet_cli_devices_and_cmd(rig, capsys):
     assert rc == 1 and "invalid_config" in capsys.readouterr().out
     rc = fleet_main(["--port", str(broker.port), "cmd", "ghost-device", "status", "--timeout", "0.5"])
     assert rc == 2 and "no reply" in capsys.readouterr().err
+    from mosquitto_broker import free_port
+    rc = fleet_main(["--port", str(free_port()), "devices"])
+    assert rc == 2 and "no connection" in capsys.readouterr().err
+    rc = fleet_main(["--port", str(broker.port), "cmd", "amb-cmd", "status", "--json-args", "{oops"])
+    assert rc == 2 and "not JSON" in capsys.readouterr().err
 
 
 def test_fleet_cli_watch_shows_results_and_alarms(rig, capsys):

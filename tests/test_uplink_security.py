@@ -243,6 +243,10 @@ def test_example_acl_confines_devices_and_reserves_commands_to_admins(tmp_path):
             assert control.config["triage"] == before and not admin.raw("config/set/reply")
             rogue.disconnect(), rogue.loop_stop()
 
+            # a wrong admin password is refused with a clear message
+            from edge_app.uplink.fleet_cli import main as fleet_main
+            assert fleet_main(["--port", str(broker.port), "-u", "admin", "-P", "wrong", "devices"]) == 2
+
             # the admin can
             from edge_app.uplink.fleet_cli import FleetClient
             with FleetClient(port=broker.port, username="admin", password="adminpw") as fleet:

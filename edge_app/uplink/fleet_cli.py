@@ -65,6 +65,7 @@ class FleetClient:
         from .service import _no_delay
         self._client.on_socket_open = _no_delay
         self._client.on_connect = self._on_connect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_message = self._on_message
         self._client.connect_async(host, port, keepalive=30)
         self._client.loop_start()
@@ -73,7 +74,7 @@ class FleetClient:
             raise FleetError(f"cannot connect to broker {host}:{port}: {self._connect_error or 'timeout'}")
         if self._connect_error:
             self._client.loop_stop()
-            raise FleetError(f"broker {host}:{port} refused the connection: {self._connect_error}")
+            raise FleetError(f"cannot use broker {host}:{port}: {self._connect_error}")
 
     def __enter__(self) -> "FleetClient":
         return self
@@ -89,6 +90,12 @@ class FleetClient:
         if reason_code.is_failure:
             self._connect_error = str(reason_code)
         self._connected.set()
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        if not self._connected.is_set():
+            self._connect_error = ("no connection (is the broker running there? check --host/--port, and --tls "
+                                   "with --ca-file for a TLS listener)")
+            self._connected.set()
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
