@@ -197,44 +197,47 @@ def build_rows(res: dict[str, Any]) -> tuple[list[tuple[str, str, str, str]], li
     if inf:
         be = inf["backends"]
         ref = be["int8-litert-1t"]
-        label = {"int8-litert-1t": "int8, LiteRT, 1 thread (shipped, the daemon's setting)",
-                 "int8-litert-2t": "int8, LiteRT, 2 threads", "float32-litert": "float32 TFLite, LiteRT, 1 thread",
-                 "keras-tf": "float Keras on full TensorFlow, model(x)"}
+        label = {"int8-litert-1t": "int8 shipped, LiteRT, 1 thread (the daemon's setting)",
+                 "int8-litert-2t": "int8 shipped, LiteRT, 2 threads", "float32-litert": "float32 TFLite, LiteRT, 1 thread",
+                 "keras-tf": "float Keras on full TensorFlow, `model(x)`"}
         for k, d in be.items():
             q = d["ratios_vs_int8_1t"]
-            rows.append(("inference (batch 1)", f"{label[k]}: latency median / p99",
-                         f"{d['latency_ms_median']:.3f} / {d['latency_ms_p99']:.2f} ms",
-                         "reference" if k == "int8-litert-1t" else f"x{q['latency_median']:.2f} median, x{q['latency_p99']:.2f} p99"))
-        for k, d in be.items():
-            q = d["ratios_vs_int8_1t"]
-            rows.append(("inference (batch 1)", f"{label[k]}: throughput / CPU per window",
-                         f"{d['throughput_per_s']:.0f} windows/s / {d['cpu_ms_per_window']:.3f} ms",
-                         "reference" if k == "int8-litert-1t" else f"CPU x{q['cpu_per_window']:.2f}"))
-        for k, d in be.items():
-            q = d["ratios_vs_int8_1t"]
-            rows.append(("inference (batch 1)", f"{label[k]}: process RSS (above bare Python+numpy) / start / model file",
-                         f"{d['rss_mb']:.0f} MB ({d['rss_above_python_mb']:+.0f}) / {d['start_s']:.2f} s / "
-                         f"{d['model_bytes'] / 1024:.0f} KB",
+            rows.append(("inference, batch 1", label[k],
+                         f"median {d['latency_ms_median']:.3f} ms, p99 {d['latency_ms_p99']:.2f} ms; "
+                         f"{d['throughput_per_s']:.0f} windows/s; CPU {d['cpu_ms_per_window']:.3f} ms/window; "
+                         f"RSS {d['rss_mb']:.0f} MB ({d['rss_above_python_mb']:+.0f} over bare Python); "
+                         f"start {d['start_s']:.2f} s; file {d['model_bytes'] / 1024:.0f} KB",
                          "reference" if k == "int8-litert-1t" else
-                         f"RSS x{q['rss_above_python']:.2f}, start x{q['start']:.2f}, file x{q['model_bytes']:.2f}"))
+                         f"median x{q['latency_median']:.2f}, p99 x{q['latency_p99']:.2f}, CPU x{q['cpu_per_window']:.2f}, "
+                         f"RSS(+) x{q['rss_above_python']:.2f}, start x{q['start']:.2f}, file x{q['model_bytes']:.2f}"))
         k = be.get("keras-tf", {})
-        if k:
-            rows.append(("inference (batch 1)", "float Keras, model.predict(x) per window / batched predict(32)",
-                         f"{_f(k.get('predict_latency_ms_median'))} ms median / "
-                         f"{_f(k.get('batched_predict_throughput_per_s'), '{:.0f}')} windows/s", "the notebook way"))
-        rows.append(("inference (batch 1)", "agreement with float Keras (int8 / float32 TFLite), max |dp|",
-                     f"{ref['max_abs_prob_diff_vs_keras']} / {be['float32-litert']['max_abs_prob_diff_vs_keras']}",
-                     f"mean |dp| int8 {ref['mean_abs_prob_diff_vs_keras']}; on {inf['n']} val windows"))
-        two = be.get("int8-litert-2t", {})
-        if two and two["latency_ms_median"] >= ref["latency_ms_median"]:
-            worse.append(f"A second LiteRT thread does not help this small model: int8 median "
-                         f"{two['latency_ms_median']:.3f} ms with 2 threads vs {ref['latency_ms_median']:.3f} ms with 1 "
-                         "(thread hand-off costs more than it saves); the daemon uses 1.")
+        if k and k.get("predict_latency_ms_median"):
+            rows.append(("inference, batch 1", "float Keras, `model.predict(x)` per window (notebook way) / "
+                         "batched `predict` (32)",
+                         f"median {k['predict_latency_ms_median']:.1f} ms, p99 {k['predict_latency_ms_p99']:.1f} ms / "
+                         f"{k['batched_predict_throughput_per_s']:.0f} windows/s",
+                         f"median x{k['predict_latency_ms_median'] / ref['latency_ms_median']:.0f}; batched throughput "
+                         f"x{k['batched_predict_throughput_per_s'] / ref['throughput_per_s']:.2f}"))
+        rows.append(("inference, batch 1", "agreement with the float Keras model: max (mean) abs probability difference",
+                     f"int8 {ref['max_abs_prob_diff_vs_keras']} ({ref['mean_abs_prob_diff_vs_keras']}); float32 TFLite "
+                     f"{be['float32-litert']['max_abs_prob_diff_vs_keras']}", f"{inf['n']} real val windows; "
+                     f"float model: {inf.get('float_run_dir')}"))
+        figs = (("latency_ms_median", "median latency", "ms", 3), ("latency_ms_p99", "p99 latency", "ms", 2),
+                ("cpu_ms_per_window", "CPU per window", "ms", 3), ("rss_above_python_mb", "memory over bare Python", "MB", 1),
+                ("start_s", "start time", "s", 2), ("model_bytes", "model file", "bytes", 0))
         for kk, d in be.items():
-            if kk != "int8-litert-1t" and d["latency_ms_p99"] < ref["latency_ms_p99"]:
-                worse.append(f"On p99 latency {label[kk]} ({d['latency_ms_p99']:.2f} ms) beat the shipped int8 "
-                             f"({ref['latency_ms_p99']:.2f} ms) in this run: the tail is set by the shared machine's "
-                             "scheduling, not by the model.")
+            if kk == "int8-litert-1t":
+                continue
+            better = [f"{n} {d[f]:.{nd}f} vs {ref[f]:.{nd}f} {u}" for f, n, u, nd in figs if d[f] < ref[f] * 0.97]
+            if better:
+                worse.append(f"Shipped int8 (LiteRT, 1 thread) is beaten by {label[kk]} on " + "; ".join(better) + ".")
+        if ref["latency_ms_p99"] > 10 * ref["latency_ms_median"]:
+            worse.append(f"The int8 p99 latency ({ref['latency_ms_p99']:.2f} ms) is far above its median "
+                         f"({ref['latency_ms_median']:.3f} ms): on this shared 2-core machine the tail is the scheduler's "
+                         "(other jobs), not the model's; p99 ratios between backends are noisy for the same reason.")
+        if ref["max_abs_prob_diff_vs_keras"] > 0.01:
+            worse.append(f"Quantization changes outputs: the int8 probabilities differ from the float Keras model by up to "
+                         f"{ref['max_abs_prob_diff_vs_keras']} (mean {ref['mean_abs_prob_diff_vs_keras']}) on these windows.")
 
     # --- pipeline
     rtf = _g(b, "pipeline_rtf", "data")
@@ -312,12 +315,6 @@ def build_rows(res: dict[str, Any]) -> tuple[list[tuple[str, str, str, str]], li
                 worse.append(f"In the soak, {f['windows_inside'] - f['cannot_interpret']} of {f['windows_inside']} "
                              f"windows entirely inside {f['fault']} were interpreted rather than called "
                              "'cannot interpret'.")
-    if inf:
-        k = inf["backends"]["keras-tf"]
-        worse.append("TensorFlow/Keras is the heavier alternative on every figure here; the appliance pays nothing "
-                     "for that, but note the float model is the reference for accuracy: "
-                     f"int8 differs from it by up to {inf['backends']['int8-litert-1t']['max_abs_prob_diff_vs_keras']} "
-                     "in probability on these windows.") if k else None
     return rows, worse
 
 
