@@ -82,7 +82,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                        "an inference backend this build has (\"litert\": ai-edge-litert, falling back to "
                        "tflite-runtime; a Coral/TensorRT backend registers its own name)", runtime=False),
         "num_threads": Key(INT, 1, _rng(1, 8), "an integer from 1 to 8", runtime=False),
-        "deadline_s": Key(NUM, 2.0, _rng(0.05, 30), "seconds one window's analysis may take, 0.05 to 30"),
+        "deadline_s": Key(NUM, 2.0, _rng(0.001, 30), "seconds one window's analysis may take, 0.001 to 30 "
+                          "(overruns stop the systemd watchdog)"),
         # thresholds: a table CLASS = probability; checked separately (see _check_thresholds)
     },
     "triage": {

@@ -100,9 +100,12 @@ class Watchdog:
         self.missed = 0
 
     def progress(self, what: str = "samples") -> None:
+        """The data path moved. An analysis overrun (stall) is only lifted by an analysis that finished in
+        time (what="inference"): samples arriving do not prove that inference keeps up."""
         self._last_progress = time.monotonic()
         self._last_what = what
-        self._stalled = None
+        if what == "inference":
+            self._stalled = None
 
     def stall(self, reason: str) -> None:
         self._stalled = reason

@@ -348,3 +348,29 @@ def call_ids(tmp: Path) -> list[str]:
         return s.ids()
     finally:
         s.close()
+
+
+def test_watchdog_stops_when_inference_overruns_its_deadline(tmp_path):
+    """Samples keep arriving, but every analysis takes longer than model.deadline_s (set absurdly low):
+    the daemon must stop feeding systemd's watchdog (so systemd would restart it)."""
+    sim = _sim(tmp_path, NORM_RECORD, speed=4.0)
+    notify = Notify(tmp_path)
+    cfg = _config(tmp_path, extra="[model]\ndeadline_s = 0.001\n")
+    proc = _start_daemon(cfg, tmp_path, notify=notify, watchdog_usec=1_000_000)
+    try:
+        _wait_ready(proc, tmp_path)
+        assert notify.has("WATCHDOG=1"), "no pings while samples flow before the first window"
+        _wait_results(proc, tmp_path, lambda rs: len(rs) >= 1, timeout=60)
+        time.sleep(0.6)
+        notify.messages.clear()
+        notify.drain()
+        notify.messages.clear()
+        time.sleep(2.0)
+        pings = [m for m in notify.drain() if "WATCHDOG=1" in m.split("\n")]
+        st = call(_sock(tmp_path), "status")["result"]
+    finally:
+        _stop(proc)
+        sim.stop()
+    assert not pings, f"watchdog still fed although analysis overran: {pings}"
+    assert st["watchdog"]["healthy"] is False and "deadline" in st["watchdog"]["detail"]
+    assert st["counters"]["overruns"] >= 1
