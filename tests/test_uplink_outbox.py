@@ -353,3 +353,22 @@ def test_results_with_numpy_and_nan_are_queued_exactly(tmp_path):
         ob.put("triage", {"x": object()}, "low")
     assert ob.depth() == 1
     ob.close()
+
+
+def test_corrupt_outbox_is_quarantined_not_deleted_and_reported(tmp_path):
+    db = tmp_path / "outbox.sqlite"
+    db.write_bytes(b"this is not an SQLite database, it is a torn SD card block" * 100)
+    with MosquittoBroker(tmp_path) as broker:
+        col = Collector(broker.port, "ecg/amb-c/alarm")
+        up = Uplink(fast_config(broker.port), "amb-c", db)
+        assert up.outbox.quarantined and Path(up.outbox.quarantined).read_bytes().startswith(b"this is not")
+        up.start()
+        try:
+            mid = up.publish_result({"n": 1}, "high")
+            assert up.wait_connected(10) and up.wait_drained(10)
+            alarms = col.wait_for("alarm", 1)
+            assert alarms[0]["alarm"]["code"] == "outbox_corrupt"
+            assert up.stats()["delivered"] == 2 and mid
+        finally:
+            col.close()
+            up.stop()

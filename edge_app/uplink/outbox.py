@@ -105,14 +105,33 @@ class Outbox:
         os.makedirs(parent, exist_ok=True)
         self._dir = parent
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
-        row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(length(body)), 0) FROM messages").fetchone()
-        self._depth, self._bytes = int(row[0]), int(row[1])
         self.refused = 0
+        #: set when an unreadable outbox file was moved aside at startup (kept for export, never deleted)
+        self.quarantined: str | None = None
+        self.quarantine_reason: str | None = None
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            # A corrupt file (torn write on a bad SD card, wrong file) must not stop results from being queued.
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            self.quarantined = f"{self.path}.corrupt-{stamp}"
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(self.path + suffix):
+                    os.replace(self.path + suffix, self.quarantined + suffix)
+            self.quarantine_reason = str(exc)
+            self._open()
+
+    def _open(self) -> None:
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(length(body)), 0) FROM messages").fetchone()
+        except sqlite3.DatabaseError:
+            self._db.close()
+            raise
+        self._depth, self._bytes = int(row[0]), int(row[1])
 
     # ---- writing -------------------------------------------------------------------------------------
     def put(self, kind: str, body: dict[str, Any], priority: str, offline: bool = False,

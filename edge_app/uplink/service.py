@@ -83,6 +83,7 @@ class Uplink:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._birth_extra: dict[str, Any] = {}
+        self._pending_alarms: list[dict[str, Any]] = []  # technical alarms raised before the first connect
         self._telemetry_extra: dict[str, Any] = {}
         self._started_at = time.time()
         self._last_telemetry = 0.0
@@ -90,12 +91,22 @@ class Uplink:
         self.counters = {"queued": 0, "delivered": 0, "historical_sent": 0, "refused": 0, "connects": 0,
                          "disconnects": 0, "commands": 0, "telemetry_sent": 0, "broker_refused": 0}
         self.last_error: str | None = None
+        if self.outbox.quarantined:
+            log.error("outbox %s was unreadable (%s); moved to %s and started empty -- export it with sqlite3",
+                      outbox_path, self.outbox.quarantine_reason, self.outbox.quarantined)
+            self._pending_alarms.append({"type": "technical", "code": "outbox_corrupt",
+                                         "message": f"unreadable outbox moved to {self.outbox.quarantined}",
+                                         "action": "results are still in the device's result store; "
+                                                   "inspect the quarantined file"})
 
     # ---- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
         """Connect in the background (retrying with backoff) and start draining the outbox."""
         if self._client is not None:
             raise RuntimeError("Uplink already started")
+        for alarm in self._pending_alarms:
+            self.publish_alarm(alarm, "none")
+        self._pending_alarms.clear()
         self._client = self._make_client()
         self._client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s,
                                    **({"clean_start": True} if self._v5 else {}))
