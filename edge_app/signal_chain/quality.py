@@ -343,13 +343,18 @@ def ecg_quality(window_uv: np.ndarray, fs: float, lead_off: np.ndarray | None = 
     flat_off = [e for e in _infer_off_electrodes(fatal, names, "flat") if e not in off]
     off = [e for e in ELECTRODES if e in off or e in flat_off]
     affected = {ld for e in off for ld in ELECTRODE_LEADS[e]}
+    limb_flat = [e for e in ("RA", "LA", "LL") if e in flat_off]
     for e in off:
         if e in flat_off:
+            if len(limb_flat) > 1 and e in limb_flat:
+                if e == limb_flat[0]:
+                    reasons.append(f"flat line on limb leads (check {', '.join(limb_flat)} electrodes)")
+                continue
             leads_txt = _group([ld for ld in ELECTRODE_LEADS[e] if ld in names and "flat" in fatal[names.index(ld)]], names)
             reasons.append(f"flat line on {leads_txt} (check {e} electrode)")
         else:
             reasons.append(f"{e} electrode off")
-    if len(off) > 1 and {"RA", "LA", "LL"} <= set(off):
+    if {"RA", "LA", "LL"} <= (set(off) - set(flat_off)):
         reasons[:] = ["limb electrodes off (RA, LA, LL)"] + [r for r in reasons if r[:2] not in ("RA", "LA", "LL")]
     # Per-lead verdicts.
     per: dict[str, LeadQuality] = {}
