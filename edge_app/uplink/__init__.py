@@ -20,10 +20,13 @@ edge_app.model_store
     ModelStore(state_dir, shipped_manifest_path, on_change=None, selftest=None)
         active_manifest_path() -> str          manifest of the model to load (staged 'current' or the shipped one)
         active_info() -> dict                  {"version", "model_sha256", "source": "shipped"|"installed", ...}
-        install(model_bytes, manifest_bytes, signature, public_key_pem) -> dict   {"ok": bool, "reason"?, ...}
+        install(model_bytes, manifest_bytes, signature, public_key_pem, files=None) -> dict
+            files = the other files the manifest names (Grad-CAM head) {name: bytes};
+            returns {"ok": True, "version", "model_sha256", "previous", "selftest", "active"} or
+                    {"ok": False, "stage": size|signature|manifest|hash|stage|selftest|activate, "reason"}
         rollback() -> dict
         on_change(manifest_path) is called after a successful swap or rollback so the daemon reloads.
-    Signature = Ed25519 over model_store.signed_digest(model_bytes, manifest_bytes) (32 bytes, see docs/mqtt.md).
+    Signature = Ed25519 over model_store.signed_digest(model_bytes, manifest_bytes, files) (32 bytes, docs/mqtt.md).
 edge_app.uplink.outbox
     Outbox(path, max_bytes, min_free_bytes) -- SQLite WAL, synchronous=FULL, priority then time order.
 edge_app.uplink.service
@@ -34,8 +37,15 @@ edge_app.uplink.service
         publish_telemetry(metrics: dict) -> None                     latest only, not queued durably
         set_birth(info: dict) -> None                                retained birth, republished on every connect
         stats() -> dict                                               connected, outbox depth by priority, sent, ...
+        wait_connected(timeout) -> bool; wait_drained(timeout) -> bool  (tests, orderly shutdown)
     priorities: "high" (suspected MI / critical), "medium", "low", "none" (alias "technical")
     raises OutboxFull (edge_app.uplink.outbox) when the disk budget is exhausted: nothing is deleted.
-edge_app.uplink.outbox_cli.run(argv) -> int   "ecg-edge outbox [--db PATH] [--json]" (depth, oldest, by priority)
+edge_app.uplink.outbox_cli.run(argv) -> int   "ecg-edge outbox [--config TOML | --db PATH] [--json]"
+                                              (depth, oldest, by priority; file <state_dir>/outbox.sqlite)
 edge_app.uplink.fleet_cli.main(argv=None)    "ecg-fleet": devices, watch, cmd, keygen, sign, rollout
+    FleetClient(host, port, prefix, tls=..., username=..., password=...).command(device, name, args, timeout)
+edge_app.uplink.topics    Topics(prefix, device_id) -- every topic string; COMMANDS
+edge_app.uplink.schemas   load(name) -> JSON Schema dict; BY_LEAF
+tests/mosquitto_broker.py MosquittoBroker(workdir, tls=..., password_file=..., acl_file=..., persistence=...)
+                          -- a real mosquitto on a free loopback port for any test
 """
