@@ -298,6 +298,21 @@ def test_alarm_acknowledged_from_page(rig):
     rig.shot("06-acknowledged")
 
 
+def test_banner_acknowledge_stops_the_flashing(rig):
+    p = rig.page
+    aid = p.wait_for("(() => { const b = document.getElementById('banner'); const k = document.getElementById('banner-ack');"
+                     " return b.classList.contains('flash') && !k.classList.contains('hidden') ? k.dataset.alarm : null; })()",
+                     25)
+    prio = p.evaluate("document.getElementById('banner').dataset.prio")
+    assert prio in ("high", "medium")
+    p.tap("#banner-ack")
+    p.wait_for("!document.getElementById('banner').classList.contains('flash') && "
+               "document.getElementById('banner-ack').classList.contains('hidden')", 10)
+    assert p.evaluate("document.getElementById('banner').dataset.prio") == prio, "colour stays after the ack"
+    assert {a["id"]: a for a in _json(rig.base + "/api/alarms")["alarms"]}[aid]["acknowledged"] is True
+    rig.shot("06b-banner-acknowledged")
+
+
 def test_result_png_renders_in_browser(rig):
     rid = _json(rig.base + "/api/results?limit=1")["results"][0]["id"]
     code, headers, body = _http(rig.base + f"/api/results/{rid}.png")
