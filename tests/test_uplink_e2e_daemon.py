@@ -13,7 +13,9 @@ from edge_app.uplink.fleet_cli import FleetClient, install_args, keygen, load_bu
 from mosquitto_broker import MosquittoBroker
 from test_daemon_e2e import NORM_RECORD, _config, _sim, _sock, _start_daemon, _stop, _wait_ready
 from test_uplink_model import SHIPPED, needs_model, new_version_bundle
-from test_uplink_support import retained
+from test_uplink_support import Collector, retained
+import jsonschema
+from edge_app.uplink import schemas
 
 
 def _status(tmp_path) -> dict:
@@ -27,6 +29,7 @@ def test_daemon_takes_a_signed_rollout_refuses_tampering_and_rolls_back(tmp_path
     shipped = json.loads(SHIPPED.read_text())["model_version"]
     bundle = new_version_bundle(tmp_path, "9.9.9-e2e")
     with MosquittoBroker(tmp_path / "broker") as broker:
+        col = Collector(broker.port, "ecg/test-dev/#")
         sim = _sim(tmp_path, NORM_RECORD, speed=4.0)
         cfg = _config(tmp_path, extra=f'[mqtt]\nenabled = true\nport = {broker.port}\nreconnect_max_s = 1.0\n'
                                       f'model_public_key = "{tmp_path / "fleet.pub"}"\n')
@@ -54,6 +57,11 @@ def test_daemon_takes_a_signed_rollout_refuses_tampering_and_rolls_back(tmp_path
                 time.sleep(0.1)
             time.sleep(0.3)
             assert json.loads(retained(broker.port, "ecg/test-dev/birth"))["model"]["version"] == "9.9.9-e2e"
+            # results keep flowing, analysed by the installed model
+            deadline = time.monotonic() + 60
+            while not any("9.9.9-e2e" in json.dumps(m["result"].get("model")) for m in col.on("triage")):
+                assert time.monotonic() < deadline, f"no result from the new model: {col.on('triage')[-1:]}"
+                time.sleep(0.2)
 
             with FleetClient(port=broker.port) as fleet:
                 model, manifest, files = load_bundle(str(new_version_bundle(tmp_path, "9.9.9-evil")))
@@ -80,5 +88,17 @@ def test_daemon_takes_a_signed_rollout_refuses_tampering_and_rolls_back(tmp_path
             sim.stop()
         time.sleep(0.3)
         assert retained(broker.port, "ecg/test-dev/availability") == b"offline"
+        col.close()
+    # everything the real daemon published matches the written schemas
+    seen = set()
+    for leaf, schema in schemas.BY_LEAF.items():
+        if leaf in ("cmd", "reply"):
+            continue
+        for doc in col.on(leaf):
+            jsonschema.validate(doc, schemas.load(schema))
+            seen.add(leaf)
+    for doc in col.on("reply"):
+        jsonschema.validate(doc, schemas.load("reply"))
+    assert {"birth", "telemetry", "config/reported", "triage"} <= seen, seen
     audit = (tmp_path / "state" / "audit.jsonl").read_text()
     assert audit.count("model_changed") == 2
