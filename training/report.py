@@ -370,6 +370,13 @@ def render_model_card(rep: dict, man: dict) -> str:
          "## Fairness", "",
          "| group | n | macro AUC | MI sensitivity | MI specificity |", "|---|---|---|---|---|"]
     L += [f"| {g} | {v['n']} | {_f(v['macro_auc'])} | {_f(v['MI_sensitivity'])} | {_f(v['MI_specificity'])} |" for g, v in subs.items()]
+    weak = [f"{g} ({_f(v['MI_sensitivity'])}, n={v['n']})" for g, v in subs.items() if v["MI_sensitivity"] < 0.9]
+    if weak:
+        L += ["", "**Weak spots:** at the single MI threshold, MI sensitivity is below the 0.90 target in: " + ", ".join(weak)
+              + ". A missed infarct is likelier in these groups; the threshold is global, not per group."]
+    gain = dem["age+sex"]["macro_auc"] - dem["none"]["macro_auc"]
+    L += ["", f"Age and sex change macro AUC by {gain:+.4f} (with vs without): the model works without them and gains "
+          "little from them, so an unknown age costs almost nothing."]
     L += ["", "Age bands with few records have wide uncertainty; differences between groups partly reflect different "
           "disease mixes (e.g. the young band is mostly NORM). Ethnicity is not recorded in PTB-XL, so performance "
           "across ethnic groups is unknown. Sex is recorded as binary in PTB-XL.", "",
