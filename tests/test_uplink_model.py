@@ -134,7 +134,7 @@ def test_good_model_rolled_out_over_mqtt_reported_and_rolled_back(tmp_path, keys
 
             # roll out with the admin CLI to two devices: amb-a takes it, amb-b has no model store and refuses
             rc = fleet_main(["--port", str(broker.port), "--json", "rollout", "--private-key", keys["priv"],
-                             "--manifest", str(bundle), "--timeout", "60", "amb-a", "amb-b"])
+                             "--manifest", str(bundle), "--timeout", "60", "--parallel", "2", "amb-a", "amb-b"])
             summary = json.loads(capsys.readouterr().out)
             assert rc == 1 and summary["took"] == ["amb-a"] and summary["refused"] == ["amb-b"]
             rep = summary["results"]["amb-a"]["reply"]["result"]
@@ -223,3 +223,27 @@ def test_fleet_cli_keygen_and_sign(tmp_path, capsys):
         verify_signature(sig, signed_digest(b"\x02" * 100, (d / "manifest.json").read_bytes()),
                          (tmp_path / "k.pub").read_bytes())
     assert load_pem_public_key((tmp_path / "k.pub").read_bytes())
+
+
+@needs_model
+def test_canary_rollout_stops_after_the_first_refusal(tmp_path, keys, capsys):
+    with MosquittoBroker(tmp_path) as broker:
+        devs = []
+        for dev in ("c-1", "c-2", "c-3"):
+            cfg = MqttConfig.from_dict({"enabled": True, "port": broker.port, "telemetry_interval_s": 3600,
+                                        "model_public_key": keys["pub"]})
+            # c-1 has no model store: it refuses, so c-2 and c-3 must not be touched
+            store = None if dev == "c-1" else ModelStore(tmp_path / dev, SHIPPED)
+            devs.append((Uplink(cfg, dev, tmp_path / f"{dev}.db", model_store=store), store))
+        for up, _ in devs:
+            up.start()
+            assert up.wait_connected(10)
+        try:
+            rc = fleet_main(["--port", str(broker.port), "rollout", "--private-key", keys["priv"], "--manifest",
+                             str(new_version_bundle(tmp_path, "9.9.9-canary")), "--stop-on-failure", "all"])
+            out = capsys.readouterr().out
+            assert rc == 1 and "0/3 devices took the model" in out and "not attempted: c-2, c-3" in out, out
+            assert all(s.active_manifest_path() == str(SHIPPED) for _, s in devs if s is not None)
+        finally:
+            for up, _ in devs:
+                up.stop()

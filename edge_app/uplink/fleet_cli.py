@@ -10,7 +10,7 @@ edge_app/uplink/topics.py and the payloads of docs/mqtt.md. Output is for humans
       cmd DEVICE NAME [--json-args '{..}'] [--timeout S]
       keygen --private-key F --public-key F
       sign --private-key F --manifest M [--model-dir D] [--out SIG]
-      rollout --private-key F --manifest M DEVICE [DEVICE ...] [--timeout S]
+      rollout --private-key F --manifest M DEVICE [DEVICE ...]|all [--timeout S] [--parallel N] [--stop-on-failure]
 """
 from __future__ import annotations
 
@@ -66,6 +66,9 @@ class FleetClient:
         self._client.on_socket_open = _no_delay
         self._client.on_connect = self._on_connect
         self._client.on_connect_fail = self._on_connect_fail
+        self._client.on_subscribe = self._on_subscribe
+        self._sub_lock = threading.Lock()
+        self._sub_events: dict[int, threading.Event] = {}
         self._client.on_message = self._on_message
         self._client.connect_async(host, port, keepalive=30)
         self._client.loop_start()
@@ -105,12 +108,20 @@ class FleetClient:
                 fn(msg)
 
     def subscribe(self, topic_filter: str, handler: Callable[[mqtt.MQTTMessage], None], qos: int = 1) -> None:
-        done = threading.Event()
+        """Route messages matching topic_filter to handler; returns once the broker's SUBACK arrived."""
         with self._lock:
             self._handlers.append((topic_filter, handler))
-        self._client.on_subscribe = lambda *a: done.set()
-        self._client.subscribe(topic_filter, qos=qos)
+        with self._sub_lock:  # SUBACKs are matched by mid, so threads may subscribe concurrently
+            _rc, mid = self._client.subscribe(topic_filter, qos=qos)
+            done = self._sub_events.setdefault(mid, threading.Event())
         done.wait(5)
+        with self._sub_lock:
+            self._sub_events.pop(mid, None)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        with self._sub_lock:
+            ev = self._sub_events.setdefault(mid, threading.Event())
+        ev.set()
 
     def unsubscribe(self, topic_filter: str, handler: Callable[[mqtt.MQTTMessage], None]) -> None:
         with self._lock:
@@ -156,10 +167,7 @@ class FleetClient:
 
         `payload` sends raw bytes instead of a well-formed request (for testing a device's error handling)."""
         topics = Topics(self.prefix, device)
-        reply_topic = topics.reply(name)
-        if reply_topic not in self._reply_subs:
-            self.subscribe(reply_topic, self._route_reply)
-            self._reply_subs.add(reply_topic)
+        reply_topic = self.prepare(device, name)
         corr = uuid.uuid4().hex
         q: queue.Queue = queue.Queue()
         with self._lock:
@@ -179,6 +187,16 @@ class FleetClient:
         finally:
             with self._lock:
                 self._pending.pop(corr, None)
+
+    def prepare(self, device: str, name: str) -> str:
+        """Subscribe to a command's reply topic (once); returns it."""
+        reply_topic = Topics(self.prefix, device).reply(name)
+        with self._lock:
+            known = reply_topic in self._reply_subs
+            self._reply_subs.add(reply_topic)
+        if not known:
+            self.subscribe(reply_topic, self._route_reply)
+        return reply_topic
 
     def _route_reply(self, msg: mqtt.MQTTMessage) -> None:
         props = getattr(msg, "properties", None)
@@ -277,6 +295,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--manifest", required=True)
     r.add_argument("--model-dir")
     r.add_argument("--timeout", type=float, default=120.0, help="per device (includes its self-test)")
+    r.add_argument("--parallel", type=int, default=1, help="devices installing at the same time")
+    r.add_argument("--stop-on-failure", action="store_true",
+                   help="canary: start no further device after the first refusal")
     r.add_argument("devices", nargs="+", help="device ids, or 'all' for every device currently online")
     return p
 
@@ -379,31 +400,53 @@ def _watch(a: argparse.Namespace, fleet: FleetClient) -> int:
 
 
 def _rollout(a: argparse.Namespace, fleet: FleetClient) -> int:
+    """Sign once, install on each target (up to --parallel at a time), print progress and who took it.
+    --stop-on-failure turns it into a canary rollout: no new device is started after the first refusal."""
+    from concurrent.futures import ThreadPoolExecutor
     model, manifest, files = load_bundle(a.manifest, a.model_dir)
     sig = sign_bundle(a.private_key, model, manifest, files)
     args = install_args(model, manifest, files, sig)
     targets = list(a.devices)
     if targets == ["all"]:
         targets = [d for d, e in fleet.devices(1.0).items() if e.get("availability") == "online"]
+    for dev in targets:  # subscribe every reply topic up front: command() is then safe from many threads
+        fleet.prepare(dev, "model/install")
     results: dict[str, dict[str, Any]] = {}
-    for i, dev in enumerate(targets, 1):
+    lock = threading.Lock()
+    stop = threading.Event()
+    n = len(targets)
+
+    def one(i: int, dev: str) -> None:
+        if stop.is_set():
+            with lock:
+                results[dev] = {"ok": False, "skipped": True, "error": "not attempted: an earlier device refused"}
+            return
         if not a.json:
-            print(f"[{i}/{len(targets)}] {dev}: sending {len(model)} byte model ...", flush=True)
+            print(f"[{i}/{n}] {dev}: sending {len(model)} byte model ...", flush=True)
         try:
             reply = fleet.command(dev, "model/install", args, timeout=a.timeout)
             ok = bool(reply.get("ok"))
-            results[dev] = {"ok": ok, "reply": reply}
+            res: dict[str, Any] = {"ok": ok, "reply": reply}
             why = "" if ok else f" -- {(reply.get('error') or {}).get('message')}"
         except FleetError as exc:
-            results[dev] = {"ok": False, "error": str(exc)}
-            ok, why = False, f" -- {exc}"
+            res, ok, why = {"ok": False, "error": str(exc)}, False, f" -- {exc}"
+        with lock:
+            results[dev] = res
+        if not ok and a.stop_on_failure:
+            stop.set()
         if not a.json:
-            print(f"[{i}/{len(targets)}] {dev}: {'TOOK IT' if ok else 'REFUSED'}{why}", flush=True)
-    took = [d for d, r in results.items() if r["ok"]]
-    summary = {"took": took, "refused": [d for d in results if d not in took], "results": results}
-    _out(a, summary, f"summary: {len(took)}/{len(targets)} devices took the model; "
-                     f"refused: {', '.join(summary['refused']) or 'none'}")
-    return 0 if len(took) == len(targets) else 1
+            print(f"[{i}/{n}] {dev}: {'TOOK IT' if ok else 'REFUSED'}{why}", flush=True)
+
+    with ThreadPoolExecutor(max_workers=max(1, a.parallel)) as pool:
+        for i, dev in enumerate(targets, 1):
+            pool.submit(one, i, dev)
+    took = [d for d in targets if results.get(d, {}).get("ok")]
+    skipped = [d for d in targets if results.get(d, {}).get("skipped")]
+    refused = [d for d in targets if d not in took and d not in skipped]
+    summary = {"took": took, "refused": refused, "skipped": skipped, "results": results}
+    _out(a, summary, f"summary: {len(took)}/{n} devices took the model; refused: {', '.join(refused) or 'none'}"
+                     + (f"; not attempted: {', '.join(skipped)}" if skipped else ""))
+    return 0 if len(took) == n else 1
 
 
 if __name__ == "__main__":
