@@ -221,8 +221,19 @@ def test_result_appears(rig):
         shown = p.evaluate("[...document.querySelectorAll('#probs .prob')].map(e => e.textContent)")
         for cls, prob in detail["probabilities"].items():
             assert any(t.startswith(cls) and t.endswith(f"{round(100 * prob)}%") for t in shown), (cls, prob, shown)
-    # the result strip canvas has been drawn with the explanation overlay when there is one
+    # the result strip canvas has been drawn, with the explanation overlay when there is one
     assert p.evaluate("ecg.perf.resultDraws") >= 1
+    findings = detail["explanation"]["findings"]
+    orange = p.evaluate("""(() => { const c = document.getElementById('result');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i] > 200 && d[i+1] > 120 && d[i+1] < 200 && d[i+2] < 110) n++;
+        return n; })()""")
+    if any(f.get("leads") or f.get("seconds") for f in findings):
+        assert orange > 500, f"explanation overlay missing ({orange} orange px)"
+        leads = findings[0]["leads"]
+        assert all(lead in p.evaluate("document.getElementById('result-expl').textContent") for lead in leads)
+    else:
+        assert orange < 50
     rig.shot("02-result")
 
 

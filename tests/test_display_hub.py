@@ -444,3 +444,19 @@ def test_refused_requests_keep_a_keepalive_connection_usable(served):
         assert r.status == expected, (method, path, r.status)
     conn.close()
     assert hub.patient["age"] == 51.0
+
+
+def test_png_shades_a_gradcam_curve_in_proportion(record_uv):
+    """A finding that carries its CAM curve gets graded shading: stronger where the CAM is higher."""
+    cam = [0.0] * 10 + [1.0] * 10 + [0.5] * 10 + [0.0] * 20          # 50 points over 10 s
+    result = {"id": "c", "triage_level": "high", "probabilities": {"MI": 0.9},
+              "explanation": {"findings": [{"cls": "MI", "leads": ["V2"], "seconds": [], "cam": cam}]}}
+    img = decode_png(render_result_png(result, 500, record_uv, width=1600))
+    margin = 1600 // 80
+    pxps = (1600 - 2 * margin) / 10.0
+    paper = slice(img.shape[0] - int(0.6 * img.shape[0]), img.shape[0] - 40)
+
+    def blue(t):   # median blue of the paper under a few pixel columns (traces and grid lines are outliers)
+        x = int(margin + t * pxps)
+        return float(np.median(img[paper, x + 1:x + 4, 2]))
+    assert blue(3.0) < blue(4.5) - 15 < blue(8.0) - 30      # CAM 1.0 (2-4 s) darker than 0.5 (4-6 s) than 0
