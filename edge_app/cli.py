@@ -328,7 +328,9 @@ def cmd_store(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ecg-edge", description=f"12-lead ECG triage appliance. {NOTICE}")
+    p = argparse.ArgumentParser(prog="ecg-edge", description=f"12-lead ECG triage appliance. {NOTICE}",
+                                epilog="also: 'ecg-edge measure RECORD' (heart rate, beats, quality of a record) and "
+                                       "'ecg-edge outbox' (uplink outbox depth); each takes --help")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def with_config(sp: argparse.ArgumentParser) -> None:
