@@ -374,3 +374,20 @@ def test_watchdog_stops_when_inference_overruns_its_deadline(tmp_path):
     assert not pings, f"watchdog still fed although analysis overran: {pings}"
     assert st["watchdog"]["healthy"] is False and "deadline" in st["watchdog"]["detail"]
     assert st["counters"]["overruns"] >= 1
+
+
+def test_front_end_rate_from_config_1000hz(tmp_path):
+    """[frontend] fs = 1000: the driver asks the device for 1000 Hz; windows are 10 000 native samples."""
+    sim = _sim(tmp_path, NORM_RECORD, speed=4.0)
+    cfg = _config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("[frontend]\n", "[frontend]\nfs = 1000\n"))
+    proc = _start_daemon(cfg, tmp_path)
+    try:
+        _wait_ready(proc, tmp_path)
+        res = _wait_results(proc, tmp_path, lambda rs: len(rs) >= 2, timeout=60)
+    finally:
+        _stop(proc)
+        sim.stop()
+    for d in res:
+        assert d["window"]["fs"] == 1000.0 and d["window"]["end_index"] - d["window"]["start_index"] == 10000
+        assert d["strip"]["fs"] == 1000.0 and d["probabilities"] is not None
