@@ -247,3 +247,47 @@ def test_canary_rollout_stops_after_the_first_refusal(tmp_path, keys, capsys):
         finally:
             for up, _ in devs:
                 up.stop()
+
+
+@needs_model
+def test_chunked_rollout_to_a_device_with_a_small_message_limit(tmp_path, keys, capsys):
+    import hashlib
+    store = ModelStore(tmp_path / "state", SHIPPED)
+    with MosquittoBroker(tmp_path) as broker:
+        cfg = MqttConfig.from_dict({"enabled": True, "port": broker.port, "telemetry_interval_s": 3600,
+                                    "model_public_key": keys["pub"], "max_command_bytes": 64 * 1024})
+        up = Uplink(cfg, "amb-small", tmp_path / "o.db", model_store=store)
+        up.start()
+        try:
+            assert up.wait_connected(10)
+            time.sleep(0.2)
+            bundle = new_version_bundle(tmp_path, "9.9.9-chunked")
+            model, manifest, files = load_bundle(str(bundle))
+            args = install_args(model, manifest, files, sign_bundle(keys["priv"], model, manifest, files))
+            with FleetClient(port=broker.port) as fleet:
+                # one message is too big for this device ...
+                r = fleet.command("amb-small", "model/install", args, timeout=30)
+                assert r["error"]["code"] == "too_large"
+                # ... a corrupted chunk makes the reassembled upload fail its checksum: nothing installed
+                blob = json.dumps(args, separators=(",", ":")).encode()
+                parts = [blob[i:i + 40000] for i in range(0, len(blob), 40000)]
+                total = hashlib.sha256(blob).hexdigest()
+                for i, part in enumerate(parts):
+                    if i == 1:
+                        part = part[:-1] + b"#"
+                    r = fleet.command("amb-small", "model/chunk", {
+                        "upload_id": "u1", "index": i, "count": len(parts), "total_sha256": total,
+                        "data_b64": base64.b64encode(part).decode()}, timeout=60)
+                assert r["error"]["code"] == "model_rejected" and "total_sha256" in r["error"]["message"]
+                assert store.active_manifest_path() == str(SHIPPED)
+                bad = fleet.command("amb-small", "model/chunk", {"upload_id": "u2", "index": 5, "count": 2,
+                                                                 "total_sha256": total, "data_b64": "AA=="})
+                assert bad["error"]["code"] == "bad_request"
+            # ecg-fleet rollout reads the limit from the birth and chunks by itself
+            rc = fleet_main(["--port", str(broker.port), "rollout", "--private-key", keys["priv"],
+                             "--manifest", str(bundle), "--timeout", "60", "amb-small"])
+            out = capsys.readouterr().out
+            assert rc == 0 and "chunk 1/" in out and "1/1 devices took the model" in out, out
+            assert store.active_info()["version"] == "9.9.9-chunked"
+        finally:
+            up.stop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import math
@@ -26,6 +27,11 @@ REQUEST_SCHEMA = f"ecg.cmd/{SCHEMA_VERSION}"
 REPLY_SCHEMA = f"ecg.reply/{SCHEMA_VERSION}"
 _REQUEST_KEYS = {"schema", "correlation_id", "by", "args", "sent_at"}
 _MAX_CORRELATION_LEN = 128
+#: Chunked model upload (model/chunk): at most this many chunks and bytes in total; one upload at a time,
+#: forgotten after CHUNK_TTL_S without progress.
+MAX_CHUNKS = 4096
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+CHUNK_TTL_S = 600.0
 
 
 class CommandError(Exception):
@@ -150,6 +156,18 @@ def _validate_args(req: Request) -> None:
         _expect_keys(req, {"alarm_id"})
         if not isinstance(a["alarm_id"], str) or not 0 < len(a["alarm_id"]) <= 128:
             raise CommandError("bad_request", "alarm/ack: 'alarm_id' must be a non-empty string")
+    elif req.name == "model/chunk":
+        _expect_keys(req, {"upload_id", "index", "count", "total_sha256", "data_b64"})
+        uid, idx, cnt, sha = a["upload_id"], a["index"], a["count"], a["total_sha256"]
+        if not isinstance(uid, str) or not 0 < len(uid) <= 64:
+            raise CommandError("bad_request", "model/chunk: 'upload_id' must be a string of 1..64 characters")
+        if isinstance(cnt, bool) or not isinstance(cnt, int) or not 1 <= cnt <= MAX_CHUNKS:
+            raise CommandError("bad_request", f"model/chunk: 'count' must be an integer in 1..{MAX_CHUNKS}")
+        if isinstance(idx, bool) or not isinstance(idx, int) or not 0 <= idx < cnt:
+            raise CommandError("bad_request", "model/chunk: 'index' must be an integer in 0..count-1")
+        if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise CommandError("bad_request", "model/chunk: 'total_sha256' must be 64 lowercase hex digits")
+        _b64(req, "data_b64")
     elif req.name == "model/install":
         _expect_keys(req, {"model_b64", "manifest_b64", "signature_b64"}, {"files_b64"})
         for key in ("model_b64", "manifest_b64", "signature_b64"):
@@ -177,6 +195,7 @@ class CommandProcessor:
         self.on_model_changed = on_model_changed
         self.handled = 0
         self.refused = 0
+        self._upload: dict[str, Any] | None = None  # the one chunked model upload in progress
 
     def handle(self, name: str, payload: bytes, correlation_data: bytes | None = None) -> dict[str, Any]:
         """Run one command; always returns a reply document (ok or error), never raises."""
@@ -256,6 +275,8 @@ class CommandProcessor:
             if self.on_model_changed:
                 self.on_model_changed(report)
             return report
+        if req.name == "model/chunk":
+            return self._chunk(req)
         if req.name == "model/rollback":
             report = self._need_store().rollback()
             if not report.get("ok"):
@@ -264,6 +285,51 @@ class CommandProcessor:
                 self.on_model_changed(report)
             return report
         raise CommandError("unknown_command", f"unknown command {req.name!r}")  # unreachable: parse checked
+
+    def _chunk(self, req: Request) -> dict[str, Any]:
+        """Collect one part of a model/install request that was too big for one message.
+
+        The parts, joined in index order, are the UTF-8 JSON of exactly the `args` of model/install; the last
+        missing part triggers the install (same checks: signature, hashes, self-test) and gets its report."""
+        self._need_store()
+        a = req.args
+        now = time.monotonic()
+        up = self._upload
+        if up is not None and now - up["t"] > CHUNK_TTL_S:
+            up = self._upload = None
+        if up is None or up["id"] != a["upload_id"]:
+            replaced = up["id"] if up is not None else None
+            up = self._upload = {"id": a["upload_id"], "count": a["count"], "sha": a["total_sha256"], "parts": {},
+                                 "bytes": 0, "t": now, "replaced": replaced}
+        if a["count"] != up["count"] or a["total_sha256"] != up["sha"]:
+            raise CommandError("bad_request", "model/chunk: 'count'/'total_sha256' differ from earlier chunks of "
+                                              f"upload {up['id']}")
+        data = _b64(req, "data_b64")
+        if a["index"] not in up["parts"]:
+            up["bytes"] += len(data)
+        up["parts"][a["index"]] = data
+        up["t"] = now
+        if up["bytes"] > MAX_UPLOAD_BYTES:
+            self._upload = None
+            raise CommandError("too_large", f"model upload exceeds {MAX_UPLOAD_BYTES} bytes; upload discarded")
+        if len(up["parts"]) < up["count"]:
+            return {"upload_id": up["id"], "received": len(up["parts"]), "of": up["count"], "complete": False,
+                    **({"replaced_upload": up["replaced"]} if up["replaced"] else {})}
+        self._upload = None
+        blob = b"".join(up["parts"][i] for i in range(up["count"]))
+        if hashlib.sha256(blob).hexdigest() != up["sha"]:
+            raise CommandError("model_rejected", "reassembled upload does not match total_sha256 (a chunk was "
+                                                 "corrupted or mixed up); upload discarded, send it again")
+        try:
+            args = json.loads(blob.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise CommandError("bad_request", f"reassembled upload is not JSON: {exc}")
+        if not isinstance(args, dict):
+            raise CommandError("bad_request", "reassembled upload must be the JSON object of model/install args")
+        install = Request(name="model/install", correlation_id=req.correlation_id, by=req.by, args=args)
+        _validate_args(install)
+        report = self._execute(install)
+        return {**report, "upload_id": up["id"], "complete": True}
 
     def _need_store(self) -> Any:
         if self.model_store is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import os
 import queue
@@ -188,6 +189,30 @@ class FleetClient:
             with self._lock:
                 self._pending.pop(corr, None)
 
+    def install_model(self, device: str, args: dict[str, Any], timeout: float = 120.0, chunk_bytes: int = 0,
+                      progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """model/install in one message, or as model/chunk parts of at most chunk_bytes each when the request
+        is bigger (a device states its limit as max_command_bytes in its birth). Returns the install reply."""
+        blob = json.dumps(args, separators=(",", ":")).encode()
+        if not chunk_bytes or len(blob) + 1024 <= chunk_bytes:
+            return self.command(device, "model/install", args, timeout=timeout)
+        raw = max(1024, (chunk_bytes - 1024) * 3 // 4)  # base64 grows data by 4/3; 1 KiB for the envelope
+        parts = [blob[i:i + raw] for i in range(0, len(blob), raw)]
+        uid, total = uuid.uuid4().hex[:16], hashlib.sha256(blob).hexdigest()
+        self.prepare(device, "model/chunk")
+        reply: dict[str, Any] = {}
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            reply = self.command(device, "model/chunk", {"upload_id": uid, "index": i, "count": len(parts),
+                                                         "total_sha256": total,
+                                                         "data_b64": base64.b64encode(part).decode("ascii")},
+                                 timeout=timeout if last else min(timeout, 30.0))
+            if not reply.get("ok"):
+                return reply
+            if progress:
+                progress(i + 1, len(parts))
+        return reply
+
     def prepare(self, device: str, name: str) -> str:
         """Subscribe to a command's reply topic (once); returns it."""
         reply_topic = Topics(self.prefix, device).reply(name)
@@ -296,6 +321,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--model-dir")
     r.add_argument("--timeout", type=float, default=120.0, help="per device (includes its self-test)")
     r.add_argument("--parallel", type=int, default=1, help="devices installing at the same time")
+    r.add_argument("--chunk-bytes", type=int, default=-1,
+                   help="split into model/chunk messages of this size (default: each device's max_command_bytes "
+                        "from its birth; 0 = always one message)")
     r.add_argument("--stop-on-failure", action="store_true",
                    help="canary: start no further device after the first refusal")
     r.add_argument("devices", nargs="+", help="device ids, or 'all' for every device currently online")
@@ -409,8 +437,13 @@ def _rollout(a: argparse.Namespace, fleet: FleetClient) -> int:
     targets = list(a.devices)
     if targets == ["all"]:
         targets = [d for d, e in fleet.devices(1.0).items() if e.get("availability") == "online"]
+    limits: dict[str, int] = {}
+    if a.chunk_bytes < 0:  # auto: each device's max_command_bytes from its retained birth
+        limits = {d: int((e.get("birth") or {}).get("max_command_bytes") or 0)
+                  for d, e in fleet.devices(0.5).items()}
     for dev in targets:  # subscribe every reply topic up front: command() is then safe from many threads
         fleet.prepare(dev, "model/install")
+        fleet.prepare(dev, "model/chunk")
     results: dict[str, dict[str, Any]] = {}
     lock = threading.Lock()
     stop = threading.Event()
@@ -424,7 +457,13 @@ def _rollout(a: argparse.Namespace, fleet: FleetClient) -> int:
         if not a.json:
             print(f"[{i}/{n}] {dev}: sending {len(model)} byte model ...", flush=True)
         try:
-            reply = fleet.command(dev, "model/install", args, timeout=a.timeout)
+            chunk = a.chunk_bytes if a.chunk_bytes >= 0 else limits.get(dev, 0)
+
+            def progress(k: int, total: int) -> None:
+                if not a.json and total > 1 and k < total:
+                    print(f"[{i}/{n}] {dev}: chunk {k}/{total}", flush=True)
+
+            reply = fleet.install_model(dev, args, timeout=a.timeout, chunk_bytes=chunk, progress=progress)
             ok = bool(reply.get("ok"))
             res: dict[str, Any] = {"ok": ok, "reply": reply}
             why = "" if ok else f" -- {(reply.get('error') or {}).get('message')}"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 SCHEMA_VERSION = 1
 #: Command names a device answers (also advertised in its birth message as "capabilities").
 COMMANDS = ("status", "config/get", "config/set", "patient/set", "patient/clear", "alarm/ack",
-            "model/install", "model/rollback")
+            "model/install", "model/chunk", "model/rollback")
 
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
