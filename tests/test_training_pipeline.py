@@ -108,3 +108,14 @@ def test_evaluate_cli_clear_error_on_bad_data(tiny, tmp_path):
                         str(tiny["out"] / "ecg_resnet1d_demo_int8.tflite"), "--data", str(tmp_path), "--json"],
                        capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=120)
     assert r.returncode == 2 and "manifest.json" in r.stderr
+
+
+def test_evaluate_cli_on_official_physionet_layout(tiny):
+    official = ROOT / "tests" / "fixtures" / "ptbxl_official_sample"
+    r = _cli("evaluate", "--model", str(tiny["out"] / "ecg_resnet1d_demo_int8.tflite"), "--data", str(official),
+             "--split", "train", "--json", timeout=120)
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    import pandas as pd
+    db = pd.read_csv(official / "ptbxl_database.csv")
+    assert res["n"] == int((db["strat_fold"] <= 8).sum())
+    assert 0.0 <= res["macro_auc"] <= 1.0

@@ -35,8 +35,8 @@ def _quiet_tf() -> None:
 
 
 def _load_split(data_dir: Path, split: str, limit: int | None = None):
-    from training.data import load_shards, to_model_inputs
-    ds = load_shards(data_dir, splits=(split,))
+    from training.data import load_dataset, to_model_inputs
+    ds = load_dataset(data_dir, splits=(split,))
     if limit:
         ds = ds.subset(np.arange(min(limit, len(ds))))
     ecg, demo = to_model_inputs(ds)
@@ -172,14 +172,14 @@ def cmd_convert(a) -> Path:
 
 
 def cmd_evaluate(a) -> dict:
-    from training.data import load_shards, to_model_inputs
+    from training.data import load_dataset, to_model_inputs
     from training.evaluate import find_manifest, run_tflite, summarize
     model_path = Path(a.model)
     if not model_path.exists():
         raise SystemExit(f"error: model {model_path} not found")
     manifest, mpath = find_manifest(model_path)
     thresholds = None if manifest is None else {k: float(v) for k, v in manifest["thresholds"].items()}
-    ds = load_shards(Path(a.data), splits=(a.split,))
+    ds = load_dataset(Path(a.data), splits=(a.split,))
     ecg, demo = to_model_inputs(ds)
     if a.no_demographics:
         demo = np.zeros_like(demo)
@@ -244,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     common(sub.add_parser("report", help="evaluation report + model card"))
     ev = sub.add_parser("evaluate", help="evaluate a .tflite via LiteRT on a shard-layout dir")
     ev.add_argument("--model", required=True)
-    ev.add_argument("--data", required=True, help="shard-layout dir (shards + manifest.json + labels.csv)")
+    ev.add_argument("--data", required=True, help="shard-layout dir (shards + manifest.json + labels.csv) "
+                    "or the official PhysioNet PTB-XL layout (ptbxl_database.csv)")
     ev.add_argument("--split", default="val")
     ev.add_argument("--no-demographics", action="store_true", help="feed 'unknown' age and sex")
     ev.add_argument("--threads", type=int, default=1)

@@ -193,3 +193,17 @@ def to_model_inputs(ds: EcgSet, batch: int = 512) -> tuple[np.ndarray, np.ndarra
     for s in range(0, len(ds), batch):
         ecg[s:s + batch] = make_model_input(ds.x_uv[s:s + batch])
     return ecg, demographics_matrix(ds.age, ds.sex)
+
+
+def load_dataset(path: str | Path, splits: tuple[str, ...] | None = None) -> EcgSet:
+    """Either layout: a shard directory (manifest.json + labels.csv) or the official PhysioNet one
+    (ptbxl_database.csv; 100 Hz files, folds 1-8 'train', 9 'val', 10 'test')."""
+    p = Path(path)
+    if (p / "ptbxl_database.csv").exists():
+        ds = load_official(p, rate=100)
+        if splits is not None:
+            ds = ds.subset(np.isin(ds.split, list(splits)))
+            if len(ds) == 0:
+                raise DataError(f"no records for splits {splits} in {p}")
+        return ds
+    return load_shards(p, splits=splits)

@@ -15,7 +15,7 @@ import numpy as np
 from edge_app.inference import litert as _litert  # noqa: F401
 from edge_app.inference.backend import create_backend
 from edge_app.signal_chain.contract import CLASSES, LEADS, demographics_vector, make_model_input
-from training.data import demographics_matrix, load_shards
+from training.data import demographics_matrix, load_dataset
 from training.evaluate import run_tflite, summarize
 from training.metrics import binary_stats, bootstrap_auc, reliability, roc_auc, roc_curve
 
@@ -88,7 +88,7 @@ def build_report(manifest_path: Path, run_dir: Path, data_dir: Path, progress=pr
     float_candidates = sorted(run_dir.glob("*_float32.tflite"))
     thr = {c: float(man["thresholds"][c]) for c in CLASSES}
     progress(f"report: loading val from {data_dir}")
-    va = load_shards(data_dir, splits=("val",))
+    va = load_dataset(data_dir, splits=("val",))
     if limit:
         va = va.subset(np.arange(min(limit, len(va))))
     Y = va.y
@@ -176,6 +176,12 @@ def build_report(manifest_path: Path, run_dir: Path, data_dir: Path, progress=pr
                                  "MI_sensitivity": s["per_class"]["MI"]["sensitivity"]})
     rep["robustness"] = rob
     rep["latency"] = measure_latency(model_path, ecg, demo)
+    from edge_app.inference import load_model
+    lm = load_model(manifest_path)
+    t0 = time.perf_counter()
+    for k in range(20):
+        lm.lead_importance(va.x_uv[k], None, None)
+    rep["latency"]["lead_importance_12_leads_ms"] = (time.perf_counter() - t0) * 1000 / 20
     # out-of-distribution inputs the quality gate must stop: what the model says when it should say nothing
     ood_in = {"flat line (all leads 0)": np.zeros((1, 1000, 12)),
               "Gaussian noise 0.5 mV, no ECG": np.random.default_rng(3).normal(0, 500, (1, 1000, 12))}
@@ -301,7 +307,8 @@ def render_markdown(rep: dict, man: dict) -> str:
     lat = rep["latency"]
     L += ["", "![robustness](plots/robustness.png)", "", "![roc](plots/roc.png)", "",
           "## Cost", "", f"LiteRT int8 inference latency on {lat['machine']} ({lat['note']}), {lat['threads']} thread: "
-          f"median {lat['median_ms']:.2f} ms, p95 {lat['p95_ms']:.2f} ms over {lat['n']} runs.", ""]
+          f"median {lat['median_ms']:.2f} ms, p95 {lat['p95_ms']:.2f} ms over {lat['n']} runs; per-lead occlusion importance "
+          f"(12 extra inferences + signal chain) {lat.get('lead_importance_12_leads_ms', float('nan')):.1f} ms per strip.", ""]
     t = rep["training"]
     L += [f"Training: {t.get('epochs')} epochs (best {t.get('best_epoch')}), {_f(t.get('seconds') or float('nan'), 0)} s on this 2-core CPU, "
           f"{t.get('params')} parameters, code at commit {t.get('git_commit')}.", ""]
