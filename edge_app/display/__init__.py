@@ -31,7 +31,7 @@ Wiring (daemon side)::
     ...
     server.stop()
 
-Or simply `edge_app.display.attach.attach_display(daemon_or_pipeline, config)` (see that module).
+The daemon (edge_app/daemon.py, `[display] enabled = true`) does exactly this.
 
 Result dicts (TriageResult.to_dict()) are shown as they are; the page reads these keys when present:
 ``id``, ``time`` (ISO-8601 or epoch s), ``triage`` {``level``/``label``, ``priority``, ``message``} or
@@ -42,12 +42,13 @@ top-level ``priority``/``level``/``label``, ``probabilities`` {class: p}, ``qual
 and PNG: pass ``strip_uv`` ((n, 12) microvolts, LEADS order) + ``strip_fs`` to push_result, or set
 ``hub.strip_lookup = callable(result_id) -> (fs, array) | None`` (e.g. the daemon's result store),
 and ``hub.result_lookup = callable(result_id) -> dict | None`` for results older than the in-memory
-history.
+history, and ``hub.history_lookup = callable(n) -> [newest stored results]`` (ResultStore.latest) so
+the banner and history survive a daemon restart.
 
 HTTP API (documented in docs/display.md): GET /, /static/*, /api/status, /api/latest,
 /api/results?limit=, /api/results/<id>, /api/results/<id>.png, /api/strip?since=, /api/live (SSE),
-GET/POST/DELETE /api/patient, POST /api/alarms/<id>/ack. Bad input -> 4xx JSON {"error": ...},
-state unchanged.
+/api/alarms, GET/POST/DELETE /api/patient, POST /api/alarms/<id>/ack. Bad input -> 4xx JSON
+{"error": ...}, state unchanged.
 """
 from __future__ import annotations
 
