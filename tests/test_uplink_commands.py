@@ -5,7 +5,6 @@ import copy
 import json
 import time
 
-import jsonschema
 import pytest
 
 from edge_app.uplink import schemas
@@ -43,7 +42,7 @@ def snapshot(control: TestDeviceControl) -> tuple:
 
 
 def validate(doc: dict, schema: str) -> None:
-    jsonschema.validate(doc, schemas.load(schema))
+    schemas.validate(doc, schema)
 
 
 def test_good_commands_apply_and_report(rig):

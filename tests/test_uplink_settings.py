@@ -75,3 +75,21 @@ def test_device_ids_are_single_topic_levels():
     assert t.command_name("ecg/amb-07/cmd/config/set") == "config/set"
     assert t.command_name("ecg/amb-07/cmd/config/set/reply") is None
     assert t.command_name("ecg/amb-08/cmd/status") is None
+
+
+def test_builtin_schema_validator_agrees_with_jsonschema_and_rejects_bad_payloads():
+    from edge_app.uplink import schemas
+    good = {"schema": "ecg.triage/1", "msg_id": "a" * 32, "device_id": "amb-1", "priority": "high",
+            "created_at": "2026-11-30T04:40:12.345Z", "sent_at": "2026-11-30T04:40:13.000Z", "historical": False,
+            "age_s": 0.6, "seq": 3, "disclaimer": "Triage aid, not a diagnosis.", "result": {}}
+    bad = [dict(good, priority="urgent"), dict(good, msg_id="xyz"), dict(good, seq="3"), dict(good, extra=1),
+           {k: v for k, v in good.items() if k != "result"}, dict(good, historical=1), dict(good, age_s=-1)]
+    reply_bad = {"schema": "ecg.reply/1", "device_id": "amb-1", "command": "status", "correlation_id": None,
+                 "ok": True, "ts": 1.0}  # ok without result: violates oneOf
+    for use in (True, False):
+        schemas.validate(good, "triage", use_jsonschema=use)
+        for doc in bad:
+            with pytest.raises(schemas.SchemaError):
+                schemas.validate(doc, "triage", use_jsonschema=use)
+        with pytest.raises(schemas.SchemaError):
+            schemas.validate(reply_bad, "reply", use_jsonschema=use)
