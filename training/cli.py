@@ -64,6 +64,8 @@ def cmd_train(a) -> dict:
         cfg.lr = a.lr
     if a.patience is not None:
         cfg.patience = a.patience
+    if a.swa_start is not None:
+        cfg.swa_start = a.swa_start
     run = Path(a.run)
     from training.export import git_commit
     commit = git_commit(ROOT)
@@ -235,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             sp.add_argument("--weight-decay", type=float, default=None)
             sp.add_argument("--lr", type=float, default=None)
             sp.add_argument("--patience", type=int, default=None)
+            sp.add_argument("--swa-start", type=int, default=None, help="average weights from this epoch on (SWA)")
             sp.add_argument("--stem-pool", action="store_true", help="pool after the stem (half the compute, coarser CAM)")
         sp.add_argument("--rep-size", type=int, default=300)
         sp.add_argument("--version", default="")

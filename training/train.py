@@ -42,6 +42,7 @@ class TrainConfig:
     scale_range: tuple[float, float] = (0.8, 1.2)
     shift_max: int = 50
     patience: int = 25
+    swa_start: int = 0          # >0: also average the weights of epochs >= swa_start (SWA) and keep it if val is better
     pos_weight: list[float] = field(default_factory=list)   # filled from train prevalence
 
     def to_json(self) -> dict:
@@ -124,6 +125,7 @@ def train(train_x: np.ndarray, train_d: np.ndarray, train_y: np.ndarray,
         return l
 
     history, best, best_epoch, best_w = [], -1.0, -1, None
+    swa_w, swa_n = None, 0
     t0 = time.time()
     for epoch in range(1, cfg.epochs + 1):
         te = time.time()
@@ -139,12 +141,33 @@ def train(train_x: np.ndarray, train_d: np.ndarray, train_y: np.ndarray,
             mark = " *"
         progress(f"epoch {epoch}/{cfg.epochs} loss {np.mean(losses):.4f} val macro AUC {auc:.4f} "
                  f"[{' '.join(f'{a:.3f}' for a in per)}] {time.time() - te:.0f}s (total {time.time() - t0:.0f}s){mark}")
+        if cfg.swa_start and epoch >= cfg.swa_start:
+            w = model.get_weights()
+            swa_w = w if swa_w is None else [a + (b - a) / (swa_n + 1) for a, b in zip(swa_w, w)]
+            swa_n += 1
         (out_dir / "history.json").write_text(json.dumps(history, indent=1))
         if epoch - best_epoch >= cfg.patience:
             progress(f"early stop: no val improvement for {cfg.patience} epochs")
             break
+    swa_info = None
+    if swa_w is not None:
+        # BatchNorm moving statistics are averaged along with the weights; re-estimate them on train batches
+        model.set_weights(swa_w)
+        bn = [l for l in model.layers if isinstance(l, tf.keras.layers.BatchNormalization)]
+        for l in bn:
+            l.momentum = 0.9
+        for k, (x, d, _) in enumerate(ds.take(60)):
+            model({"ecg": x, "demographics": d}, training=True)
+        for l in bn:
+            l.momentum = 0.99
+        pv = predict_probs(model, val_x, val_d)
+        swa_auc = macro_auc(val_y, pv)
+        swa_info = {"epochs_averaged": swa_n, "from_epoch": cfg.swa_start, "val_macro_auc": swa_auc}
+        progress(f"SWA of {swa_n} epochs (from {cfg.swa_start}): val macro AUC {swa_auc:.4f} vs best epoch {best:.4f}")
+        if swa_auc > best:
+            best, best_epoch, best_w = swa_auc, f"swa{cfg.swa_start}-{len(history)}", model.get_weights()
     model.set_weights(best_w)
-    info = {"epochs_run": len(history), "best_epoch": best_epoch, "best_val_macro_auc_float": best,
+    info = {"epochs_run": len(history), "best_epoch": best_epoch, "best_val_macro_auc_float": best, "swa": swa_info,
             "seconds": time.time() - t0, "config": cfg.to_json(), "history": history}
     model.save(out_dir / "model.keras")
     (out_dir / "train_info.json").write_text(json.dumps(info, indent=1))
