@@ -112,16 +112,23 @@ RUNNER = textwrap.dedent("""
     sys.path.insert(0, {repo!r})
     from edge_app.uplink.service import Uplink
     from edge_app.uplink.settings import MqttConfig
+    from edge_app.uplink.outbox import OutboxFull
     db, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    strip = int(sys.argv[5]) if len(sys.argv) > 5 else 200
     cfg = MqttConfig.from_dict({{"enabled": True, "port": port, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5,
-                                "telemetry_interval_s": 3600}})
+                                "telemetry_interval_s": 3600, "outbox_max_bytes": 1024 * 1024,
+                                "outbox_min_free_bytes": 0}})
     up = Uplink(cfg, "amb-kill", db)
     up.start()
-    if len(sys.argv) > 4:
+    if len(sys.argv) > 4 and sys.argv[4] == "wait":
         up.wait_connected(10)
     prios = {prios!r}
     for i in range(count):
-        mid = up.publish_result({{"n": i, "strip": "x" * 200}}, prios[i % len(prios)])
+        try:
+            mid = up.publish_result({{"n": i, "strip": "x" * strip}}, prios[i % len(prios)])
+        except OutboxFull:
+            print("FULL", flush=True)
+            break
         print("ACK", mid, flush=True)   # only after publish_result returned = durably queued
     print("DONE", flush=True)
     while True:
@@ -129,11 +136,12 @@ RUNNER = textwrap.dedent("""
 """)
 
 
-def _runner(tmp_path: Path, db: Path, port: int, count: int, wait_connected: bool = False) -> subprocess.Popen:
+def _runner(tmp_path: Path, db: Path, port: int, count: int, wait_connected: bool = False,
+            strip: int = 200) -> subprocess.Popen:
     script = tmp_path / "runner.py"
     script.write_text(RUNNER.format(repo=str(REPO), prios=PRIOS))
-    return subprocess.Popen([sys.executable, str(script), str(db), str(port), str(count)]
-                            + (["wait"] if wait_connected else []),
+    return subprocess.Popen([sys.executable, str(script), str(db), str(port), str(count),
+                             "wait" if wait_connected else "nowait", str(strip)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
 
@@ -146,7 +154,7 @@ def _read_acks(proc: subprocess.Popen, stop_after: int | None, until=None) -> li
                 break
             if until is not None and until():
                 break
-        elif line.startswith("DONE"):
+        elif line.startswith("DONE") or line.startswith("FULL"):
             break
     return acks
 
@@ -181,6 +189,35 @@ def test_sigkill_with_full_outbox_then_restart_loses_nothing(tmp_path):
     assert max(ids.values()) == 1, "duplicates delivered"
     assert_priority_order(got)
     assert all(m["historical"] for m in got)
+
+
+def test_sigkill_with_outbox_at_its_budget_then_restart_loses_nothing(tmp_path):
+    broker = MosquittoBroker(tmp_path)  # down: the outbox fills up to its 1 MiB budget and refuses more
+    db = tmp_path / "outbox.db"
+    proc = _runner(tmp_path, db, broker.port, 10_000, strip=20_000)
+    try:
+        acks = _read_acks(proc, stop_after=None)  # returns at FULL
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert 30 < len(acks) < 10_000, len(acks)
+    broker.start()
+    col = Collector(broker.port, "ecg/amb-kill/triage")
+    proc2 = _runner(tmp_path, db, broker.port, 0)
+    try:
+        got = col.wait_for("triage", len(acks), timeout=30)
+        time.sleep(0.3)
+        got = col.on("triage")
+    finally:
+        proc2.kill()
+        proc2.wait(10)
+        col.close()
+        broker.stop()
+    ids = Counter(m["msg_id"] for m in got)
+    assert set(acks) <= set(ids) and max(ids.values()) == 1
+    assert_priority_order(got)
 
 
 def test_sigkill_while_draining_loses_nothing_and_duplicates_carry_the_same_id(tmp_path):
