@@ -39,7 +39,9 @@ def free_port() -> int:
 class MosquittoBroker:
     def __init__(self, workdir: str | os.PathLike, port: int | None = None, *, tls: dict[str, Any] | None = None,
                  password_file: str | None = None, acl_file: str | None = None, allow_anonymous: bool | None = None,
-                 extra: list[str] | None = None, persistence: bool = False):
+                 extra: list[str] | None = None, persistence: bool = False, raw_config: str | None = None):
+        """raw_config: run exactly this configuration text (e.g. deploy/mosquitto/mosquitto.conf with paths and
+        ports substituted); `port` must then be one of its listeners (used to wait for readiness)."""
         self.binary = mosquitto_path()
         if self.binary is None:
             import pytest
@@ -54,11 +56,18 @@ class MosquittoBroker:
             if allow_anonymous is None else allow_anonymous
         self.extra = extra or []
         self.persistence = persistence
+        self.raw_config = raw_config
         self.proc: subprocess.Popen | None = None
         self.conf_path = self.workdir / f"mosquitto-{self.port}.conf"
         self.log_path = self.workdir / f"mosquitto-{self.port}.log"
 
     def config_text(self) -> str:
+        if self.raw_config is not None:
+            text = self.raw_config
+            if os.geteuid() == 0 and "\nuser " not in text:
+                import pwd
+                text += f"\nuser {pwd.getpwuid(0).pw_name}\n"
+            return text
         lines = ["per_listener_settings false", f"listener {self.port} 127.0.0.1",
                  f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
                  "log_dest stderr", "log_type error", "log_type warning", "log_type notice",

@@ -256,3 +256,47 @@ def test_example_acl_confines_devices_and_reserves_commands_to_admins(tmp_path):
         finally:
             dev1.stop(), spoof.stop()
             admin.close()
+
+
+def test_the_example_mosquitto_conf_itself_runs_tls_password_and_acl(tmp_path):
+    """deploy/mosquitto/mosquitto.conf as shipped (only paths and ports substituted) on mosquitto 2."""
+    from mosquitto_broker import free_port
+    pki = _make_pki(tmp_path)  # device certificate CN is amb-tls
+    pw = _passwd(tmp_path, {"admin": "adminpw", "amb-tls": "devpw"})
+    plain, tls_port = free_port(), free_port()
+    text = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
+    for old, new in (("/etc/mosquitto/ecg.passwd", pw), ("/etc/mosquitto/ecg.acl", str(REPO / "deploy/mosquitto/acl")),
+                     ("/etc/mosquitto/certs/fleet-ca.crt", pki["ca"]),
+                     ("/etc/mosquitto/certs/broker.crt", pki["broker_crt"]),
+                     ("/etc/mosquitto/certs/broker.key", pki["broker_key"]),
+                     ("listener 1883 127.0.0.1", f"listener {plain} 127.0.0.1"),
+                     ("listener 8883", f"listener {tls_port} 127.0.0.1"),
+                     ("/var/lib/mosquitto/", f"{tmp_path}/"), ("log_dest syslog", "log_dest stderr")):
+        assert old in text, old
+        text = text.replace(old, new)
+    assert not [l for l in text.splitlines() if "/etc/" in l and not l.lstrip().startswith("#")]
+    with MosquittoBroker(tmp_path, port=tls_port, raw_config=text) as broker:
+        admin = Collector(plain, "ecg/#", username="admin", password="adminpw")
+        c = {"tls": True, "ca_file": pki["ca"], "cert_file": pki["device_crt"], "key_file": pki["device_key"],
+             "username": "amb-tls", "password": "devpw"}
+        up = Uplink(cfg(tls_port, **c), "amb-tls", tmp_path / "o.db", control=TestDeviceControl())
+        up.start()
+        try:
+            assert up.wait_connected(10), f"{up.stats()['last_error']} {broker.log_text()[-800:]}"
+            mid = up.publish_result({"n": 1}, "high")
+            assert up.wait_drained(10)
+            assert [m["msg_id"] for m in admin.wait_for("triage", 1)] == [mid]
+            from edge_app.uplink.fleet_cli import FleetClient
+            with FleetClient(port=plain, username="admin", password="adminpw") as fleet:
+                assert fleet.command("amb-tls", "status")["ok"]
+        finally:
+            up.stop()
+            admin.close()
+        # the right password without a client certificate is not enough on the TLS listener
+        no_cert = Uplink(cfg(tls_port, tls=True, ca_file=pki["ca"], username="amb-tls", password="devpw"),
+                         "amb-tls", tmp_path / "n.db")
+        no_cert.start()
+        try:
+            assert not no_cert.wait_connected(2.0)
+        finally:
+            no_cert.stop()
