@@ -12,7 +12,7 @@ DEVICE = [
     "psutil>=5.9",
 ]
 TRAIN = ["tensorflow==2.21.*", "pandas>=2", "matplotlib>=3.7"]
-DEV = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"]
+DEV = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "jsonschema>=4.18"]
 
 setup(
     name="ecg-edge-triage",
@@ -24,7 +24,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["firmware_bridge*", "edge_app*", "training*"]),
     include_package_data=True,
-    package_data={"edge_app": ["display/static/*", "data/*", "data/**/*"]},
+    package_data={"edge_app": ["display/static/*", "data/records/*", "uplink/schemas/*.json", "default_config.toml"]},
     install_requires=DEVICE,
     extras_require={"train": TRAIN, "dev": DEV, "all": TRAIN + DEV},
     entry_points={
