@@ -145,3 +145,11 @@ def test_fast_rhythm_not_halved():
         tot += match_beats(ref, ecg_peaks(x, 1000.0), 1000.0, 0.05)
     tp, fn, fp = tot
     assert tp > 400 and tp / (tp + fn) >= 0.98 and tp / (tp + fp) >= 0.98, tot
+
+
+def test_evaluate_tool_on_fixture_excerpts(capsys):
+    from edge_app.signal_chain.evaluate import main
+    assert main(["beats", "--data", str(FIX)]) == 0
+    out = capsys.readouterr().out
+    assert "| 119_excerpt |" in out and "| 208_excerpt |" in out and "**all**" in out
+    assert main(["beats", "--data", str(FIX / "nope")]) == 2
