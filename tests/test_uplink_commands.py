@@ -188,3 +188,15 @@ def test_fleet_cli_watch_shows_results_and_alarms(rig, capsys):
     assert {l["topic"].rsplit("/", 1)[1] for l in lines} == {"triage", "alarm"}
     for l in lines:
         validate(l["payload"], schemas.BY_LEAF[l["topic"].rsplit("/", 1)[1]])
+
+
+def test_watch_lines_describe_daemon_results_and_alarms():
+    from edge_app.uplink.fleet_cli import describe
+    assert describe({"result": {"triage_level": "high", "triage": {"level": "high"}, "heart_rate_bpm": 88.2,
+                                "probabilities": {"MI": 0.91, "NORM": 0.05}, "quality": {"verdict": "good"}}}) \
+        == "triage high, top MI 0.91, HR 88, quality good"
+    assert describe({"result": {"triage_level": "cannot_interpret", "probabilities": None,
+                                "quality": {"verdict": "unusable"}}}) \
+        == "triage cannot_interpret, cannot interpret, quality unusable"
+    assert describe({"alarm": {"kind": "technical", "code": "lead_off", "message": "V2 off"}}) \
+        == "technical lead_off: V2 off"

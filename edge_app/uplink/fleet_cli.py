@@ -410,11 +410,9 @@ def _watch(a: argparse.Namespace, fleet: FleetClient) -> int:
             print(json.dumps({"topic": msg.topic, "payload": doc}), flush=True)
             return
         parts = split_device_topic(a.prefix, msg.topic) or ("?", "?")
-        body = doc.get("result") or doc.get("alarm") or {}
-        hist = " [historical]" if doc.get("historical") else ""
-        summary = body.get("triage") or body.get("label") or body.get("code") or body.get("type") or ""
-        print(f"{doc.get('created_at', '')} {parts[0]:16} {parts[1]:7} {doc.get('priority', ''):7} {summary}{hist}"
-              f"  ({DISCLAIMER})", flush=True)
+        hist = f" [historical, {doc.get('age_s', 0):.0f} s late]" if doc.get("historical") else ""
+        print(f"{doc.get('created_at', '')} {parts[0]:16} {parts[1]:7} {doc.get('priority', ''):7} "
+              f"{describe(doc)}{hist}  ({DISCLAIMER})", flush=True)
 
     for leaf in ("triage", "alarm"):
         fleet.subscribe(f"{a.prefix}/{a.device}/{leaf}", show)
@@ -425,6 +423,30 @@ def _watch(a: argparse.Namespace, fleet: FleetClient) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def describe(doc: dict[str, Any]) -> str:
+    """One line for a triage result or alarm payload (daemon result fields of edge_app.results)."""
+    if isinstance(doc.get("alarm"), dict):
+        al = doc["alarm"]
+        return f"{al.get('kind') or al.get('type', 'alarm')} {al.get('code', '')}: {al.get('message', '')}".strip()
+    r = doc.get("result") if isinstance(doc.get("result"), dict) else {}
+    tri = r.get("triage")
+    level = r.get("triage_level") or (tri.get("level") if isinstance(tri, dict) else tri) or "?"
+    quality = r.get("quality")
+    quality = quality.get("verdict") if isinstance(quality, dict) else quality
+    probs = r.get("probabilities")
+    out = [f"triage {level}"]
+    if isinstance(probs, dict) and probs:
+        top = max(probs, key=lambda k: probs[k] if isinstance(probs[k], (int, float)) else -1)
+        out.append(f"top {top} {probs[top]:.2f}" if isinstance(probs[top], (int, float)) else f"top {top}")
+    elif probs is None and "probabilities" in r:
+        out.append("cannot interpret")
+    if r.get("heart_rate_bpm") is not None:
+        out.append(f"HR {r['heart_rate_bpm']:.0f}")
+    if quality:
+        out.append(f"quality {quality}")
+    return ", ".join(out)
 
 
 def _rollout(a: argparse.Namespace, fleet: FleetClient) -> int:
