@@ -17,6 +17,7 @@ Faults (soak), one cycle every 150 s, repeated for --duration; front-end faults 
   +62 s  3 frames with corrupted bytes   +80 s  cable pulled for 3 s (pty closed; --link path comes back)
   +95 s  broker stopped (SIGTERM) for 12 s, then restarted on the same port      (wall time)
   +120 s daemon SIGKILLed, restarted at once by this supervisor                   (wall time)
+         (every cycle, or every N-th with --kill-every N, so long runs also show long daemon lifetimes)
 
 Accounting at the end (stream time = seconds of signal the front end produced):
   * every stretch of stream time is covered by a delivered result window (a result, or "cannot interpret"
@@ -388,7 +389,10 @@ def wait_delivered(h: Harness, timeout: float = 90.0) -> dict[str, Any]:
 
 
 def mode_latency(a: argparse.Namespace) -> dict[str, Any]:
-    """Real time, no faults: last sample (as the front end emitted it) -> MQTT message at the subscriber."""
+    """Real time, no faults: last sample (as the front end emitted it) -> MQTT message at the subscriber.
+    Split: emitted -> the block that completes the window arrives (the streaming resampler's look-ahead: the
+    100 Hz sample at the window's end needs a few native samples after it) -> analysed -> stored, audited,
+    queued (daemon's own clock) -> at the subscriber."""
     import psutil
     tmp = Path(tempfile.mkdtemp(prefix="soak-latency-"))
     h = setup(tmp, 1.0, [], a.stride, a.json)
@@ -409,7 +413,7 @@ def mode_latency(a: argparse.Namespace) -> dict[str, Any]:
     frames = [f for f in h.sim.frames if f[3] == "sent"]
     fwall = [f[0] for f in frames]
     fend = np.array([f[1] + f[2] / FS for f in frames])
-    lat, internal = [], []
+    lat, internal, lookahead = [], [], []
     first = h.sim.starts[0][1] if h.sim.starts else 0.0
     for t_recv, m in h.sub.on("triage"):
         r = m["result"]
@@ -418,11 +422,14 @@ def mode_latency(a: argparse.Namespace) -> dict[str, Any]:
         if k < len(frames):
             lat.append((t_recv - fwall[k]) * 1000.0)
             internal.append(r["timings_ms"].get("since_last_sample_ms", float("nan")))
+            arrival = _parse_time(r["time"]) - r["timings_ms"].get("since_last_sample_ms", 0.0) / 1000.0
+            lookahead.append((arrival - fwall[k]) * 1000.0)
     cpu = (c1.user - c0.user + c1.system - c0.system) / wall
     return {"mode": "latency", "speed": 1.0, "fs_hz": FS, "stride_s": a.stride, "seconds": round(wall, 1),
             "results": len(lat),
             "latency_last_sample_to_subscriber_ms": {"median": round(statistics.median(lat), 1) if lat else None,
                                                      "p99": round(_pct(lat, 0.99), 1), "max": round(max(lat), 1) if lat else None},
+            "emitted_to_window_complete_ms_median": round(statistics.median(lookahead), 1) if lookahead else None,
             "daemon_last_sample_to_analysed_ms_median": round(statistics.median(internal), 1) if internal else None,
             "daemon_last_sample_to_stored_and_queued_ms": status.get("latency_ms"),
             "daemon_cpu_pct_one_core": round(100 * cpu, 1),
@@ -450,9 +457,15 @@ def mode_rtf(a: argparse.Namespace) -> dict[str, Any]:
         c1, wall = p.cpu_times(), time.monotonic() - w0
         h.sim.stop()
         wait_delivered(h, 60)
-        delivered = len({m["result"]["id"] for _, m in h.sub.on("triage")})
+        res = {m["result"]["id"]: m["result"] for _, m in h.sub.on("triage")}
+        delivered = len(res)
     finally:
         teardown(h)
+    timings: dict[str, float] = {}
+    for k in ("quality_ms", "beats_ms", "model_ms", "explain_ms", "analysis_ms", "since_last_sample_ms"):
+        v = [r["timings_ms"][k] for r in res.values() if k in r.get("timings_ms", {})]
+        if v:
+            timings[k] = round(statistics.median(v), 1)
     win = s1["counters"]["windows"] - s0["counters"]["windows"]
     ecg_s = win * a.stride                        # each window advances the stream by one stride
     cpu = c1.user - c0.user + c1.system - c0.system
@@ -462,26 +475,32 @@ def mode_rtf(a: argparse.Namespace) -> dict[str, Any]:
             "daemon_cpu_pct_one_core": round(100 * cpu / wall, 1),
             "samples_received": s1["counters"]["samples"] - s0["counters"]["samples"],
             "results_delivered_to_subscriber": delivered, "load_avg_1m": round(os.getloadavg()[0], 2),
+            "median_timings_ms_per_window": timings,
+            "analysis_only_real_time_factor": round(1000 * a.stride / timings["analysis_ms"], 1)
+            if timings.get("analysis_ms") else None,
             "note": "front end (pty simulator) in the benchmark process at speed 0; daemon in its own process "
                     "(decode -> condition -> quality -> model -> explanation -> triage -> store -> outbox -> MQTT)"}
 
 
-def schedule(duration: float) -> tuple[list[str], list[tuple[float, str]]]:
-    """Front-end faults (stream time) and supervisor actions (wall seconds after streaming began)."""
+def schedule(duration: float, kill_every: int = 1) -> tuple[list[str], list[tuple[float, str]]]:
+    """Front-end faults (stream time) and supervisor actions (wall seconds after streaming began).
+    kill_every: SIGKILL the daemon in every k-th cycle only (longer lifetimes show the memory trend)."""
     sim, sup = [], []
     k = 0
     while k * CYCLE_S + 60 <= duration + 1e-9 or k == 0:
         o = k * CYCLE_S
         sim += [f"electrode_off:LA@{o + 20}+12", f"noise:400@{o + 42}+12", f"corrupt:3@{o + 62}",
                 f"disconnect:3@{o + 80}"]
-        sup += [(o + 95, "broker_stop"), (o + 107, "broker_start"), (o + 120, "daemon_kill")]
+        sup += [(o + 95, "broker_stop"), (o + 107, "broker_start")]
+        if (k + 1) % kill_every == 0:
+            sup.append((o + 120, "daemon_kill"))
         k += 1
     return sim, [s for s in sup if s[0] < duration]
 
 
 def mode_soak(a: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="soak-"))
-    sim_faults, actions = schedule(a.duration)
+    sim_faults, actions = schedule(a.duration, a.kill_every)
     h = setup(tmp, 1.0, sim_faults, a.stride, a.json)
     try:
         t0 = time.time()
@@ -814,6 +833,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=None,
                     help="wall seconds (defaults: soak 150 = one fault cycle, latency 60, rtf 45)")
     ap.add_argument("--stride", type=float, default=5.0, help="windows.stride_s of the daemon (default 5)")
+    ap.add_argument("--kill-every", type=int, default=1, help="soak: SIGKILL the daemon in every N-th 150 s cycle "
+                    "(default 1 = every cycle; e.g. 6 for an hour-long run with 10-minute daemon lifetimes)")
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
     a = ap.parse_args(argv)
     a.duration = a.duration or {"soak": 150.0, "latency": 60.0, "rtf": 45.0, "account": 0.0}[a.mode]
