@@ -190,6 +190,11 @@ class Uplink:
         """Queue a physiological or technical alarm durably; same guarantees as publish_result."""
         return self._enqueue("alarm", "alarm", alarm, priority)
 
+    def publish_event(self, event: dict[str, Any], priority: str = "low") -> str:
+        """Queue a device event durably on `<prefix>/<device_id>/event` (daemon started/stopped, stream gap):
+        what a remote consumer needs to account for every stretch of signal. Same guarantees as publish_result."""
+        return self._enqueue("event", "event", event, priority)
+
     def _enqueue(self, kind: str, field: str, content: dict[str, Any], priority: str) -> str:
         if not isinstance(content, dict):
             raise TypeError(f"{field} must be a dict, got {type(content).__name__}")
@@ -378,7 +383,7 @@ class Uplink:
             historical = msg.offline or (now - msg.created) > self.config.historical_after_s
             body.update(seq=msg.seq, sent_at=iso(now), historical=historical,
                         age_s=round(max(0.0, now - msg.created), 3))
-            topic = self.topics.triage if msg.kind == "triage" else self.topics.alarm
+            topic = {"triage": self.topics.triage, "event": self.topics.event}.get(msg.kind, self.topics.alarm)
             info = client.publish(topic, json.dumps(body, separators=(",", ":")), qos=1)
             if info.mid in self._inflight:  # cannot happen with <= 65535 in flight; be loud if it does
                 log.error("mid %s reused while in flight", info.mid)

@@ -48,6 +48,10 @@ class Topics:
         return f"{self.base}/alarm"
 
     @property
+    def event(self) -> str:
+        return f"{self.base}/event"
+
+    @property
     def telemetry(self) -> str:
         return f"{self.base}/telemetry"
 
