@@ -172,9 +172,7 @@ def find_float_models(manifest: dict, manifest_path: Path, tmp: Path) -> dict:
             match = ti.parent
             break
     if match is None:
-        raise SystemExit("error: no training run in training/runs/*/ matches the shipped manifest's training record "
-                         "(epochs, best_epoch, seconds) and has model.keras; the float comparison needs the float "
-                         "model of the SAME network. Re-run `ecg-train convert --run <run>` or keep the run directory.")
+        return _untrained_same_architecture(manifest, tmp)
     res = {"run_dir": str(match.relative_to(ROOT)), "keras": str(match / "model.keras")}
     ftfl = sorted(match.glob("*_float32.tflite"))
     if ftfl:
@@ -191,6 +189,32 @@ def find_float_models(manifest: dict, manifest_path: Path, tmp: Path) -> dict:
         res["float_source"] = (f"float Keras model from {res['run_dir']}; float32 TFLite converted from it into a "
                                "temp dir by training.export.convert (not shipped)")
     return res
+
+
+def _untrained_same_architecture(manifest: dict, tmp: Path) -> dict:
+    """No training run in this checkout (training/runs/ is not shipped): build the SAME architecture from the
+    manifest's training config with untrained weights, save it as .keras and convert it to float32 TFLite.
+    Speed, memory and start figures are those of the same network; agreement figures are meaningless."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+    from training.export import convert
+    from training.model import build_model
+    cfg = manifest.get("training", {}).get("config", {})
+    tf.keras.utils.set_random_seed(int(cfg.get("seed", 1)))
+    m = build_model(widths=tuple(cfg.get("widths", (32, 48, 64, 96))), kernel=int(cfg.get("kernel", 7)),
+                    stem_pool=bool(cfg.get("stem_pool", True)))
+    want = manifest.get("training", {}).get("params")
+    if want and int(m.count_params()) != int(want):
+        raise SystemExit(f"error: rebuilt architecture has {m.count_params()} parameters, the shipped model's training "
+                         f"record says {want}; cannot stand in for its float version")
+    kpath = tmp / "model_untrained.keras"
+    m.save(kpath)
+    fpath = convert(m, tmp / "float32_untrained.tflite")
+    return {"run_dir": None, "keras": str(kpath), "float_tflite": str(fpath), "untrained": True,
+            "float_source": ("NO training run matching the shipped model in training/runs/ (not shipped in git): the SAME "
+                             f"architecture ({m.count_params()} parameters, config from the manifest) with UNTRAINED "
+                             "weights, saved and converted into a temp dir; speed/memory/start figures are valid, the "
+                             "agreement figures are not")}
 
 
 def run_worker(backend: str, model: str, threads: int, inputs: Path, probs_out: Path, passes: int) -> dict:
@@ -293,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
            "model": {"manifest": str(mpath), "file": manifest["model_file"], "version": manifest["model_version"],
                      "sha256": manifest["model_sha256"]},
            "float_source": fl["float_source"], "float_run_dir": fl["run_dir"],
+           "float_weights_trained": not fl.get("untrained", False),
            "python_baseline_rss_mb": base_rss, "versions": {"tensorflow": tfv, "ai-edge-litert": litv},
            "load_avg_1m_end": round(os.getloadavg()[0], 2), "backends": rows}
     if a.json:

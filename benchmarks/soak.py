@@ -41,7 +41,6 @@ Exit code 1 when anything is lost, duplicated or unaccounted for (soak mode).
 from __future__ import annotations
 
 import argparse
-import bisect
 import json
 import os
 import signal
