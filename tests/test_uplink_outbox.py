@@ -94,11 +94,20 @@ def test_live_results_are_not_historical_and_reach_on_delivered(tmp_path):
             assert up.wait_connected(10)
             rid = up.publish_result({"n": 1}, "medium")
             aid = up.publish_alarm({"type": "physiological", "code": "suspected_mi"}, "high")
+            eid = up.publish_event({"schema": "ecg-edge.event/1", "code": "started", "device_id": "clinic-2",
+                                    "run_id": "12345678-1234-4234-8234-123456789abc",
+                                    "time": "2026-11-30T05:00:00.000Z", "previous_run_id": None,
+                                    "previous_stop": None})
             assert up.wait_drained(10)
-            tri, alarm = col.wait_for("triage", 1), col.wait_for("alarm", 1)
+            tri, alarm, event = col.wait_for("triage", 1), col.wait_for("alarm", 1), col.wait_for("event", 1)
+            assert event[0]["msg_id"] == eid and event[0]["event"]["code"] == "started"
+            for leaf, docs in (("triage", tri), ("alarm", alarm), ("event", event)):
+                for doc in docs:
+                    schemas.validate(doc, schemas.BY_LEAF[leaf])
+                    schemas.validate(doc, schemas.BY_LEAF[leaf], use_jsonschema=False)
             assert tri[0]["msg_id"] == rid and tri[0]["historical"] is False
             assert alarm[0]["msg_id"] == aid and alarm[0]["alarm"]["code"] == "suspected_mi"
-            assert sorted(delivered) == sorted([rid, aid])
+            assert sorted(delivered) == sorted([rid, aid, eid])
             with pytest.raises(ValueError):
                 up.publish_result({"n": 2}, "urgent-ish")
             assert up.outbox.depth() == 0

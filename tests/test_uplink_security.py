@@ -222,11 +222,13 @@ def test_example_acl_confines_devices_and_reserves_commands_to_admins(tmp_path):
         try:
             assert dev1.wait_connected(10) and spoof.wait_connected(10)
             good = dev1.publish_result({"n": 1}, "high")
+            ev = dev1.publish_event({"code": "started"})
             forged = spoof.publish_result({"n": 666, "forged": True}, "high")
             assert dev1.wait_drained(10)
             time.sleep(1.0)
             triage = admin.on("triage")
             assert [m["msg_id"] for m in triage] == [good], "a device published into another device's subtree"
+            assert [m["msg_id"] for m in admin.on("event")] == [ev], "the ACL must let a device publish events"
             assert spoof.outbox.depth() == 1, "a refused message must stay queued, not be counted as delivered"
             assert spoof.stats()["broker_refused"] >= 1 and spoof.stats()["delivered"] == 0
 
