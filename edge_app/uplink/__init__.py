@@ -34,6 +34,7 @@ edge_app.uplink.service
         start() / stop()
         publish_result(result: dict, priority: str) -> message_id   returns once the message is fsync'd in the outbox
         publish_alarm(alarm: dict, priority: str) -> message_id      (durable too)
+        publish_event(event: dict, priority="low") -> message_id     (durable; daemon started/stopped/stream_gap)
         publish_telemetry(metrics: dict) -> None                     latest only, not queued durably
         set_birth(info: dict) -> None                                retained birth, republished on every connect
         stats() -> dict                                               connected, outbox depth by priority, sent, ...
