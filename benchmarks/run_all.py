@@ -280,6 +280,20 @@ def build_rows(res: dict[str, Any]) -> tuple[list[tuple[str, str, str, str]], li
         rows.append(("pipeline (real time 500 Hz)", "daemon CPU share / RSS while streaming",
                      f"{rt['daemon_cpu_pct_one_core']:.1f} % of one core / {_f(_g(rt, 'daemon_rss_mb', 'max'), '{:.0f}')} MB",
                      f"{rt['seconds']:.0f} s, MQTT on"))
+        fp = rt.get("import_footprint_rss_mb") or {}
+        if fp:
+            rows.append(("pipeline (real time 500 Hz)", "where the daemon's memory goes: RSS of a fresh Python after imports",
+                         ", ".join(f"{k} {v:.0f} MB" for k, v in fp.items()), "cumulative; separate processes"))
+            sp = fp.get("+scipy.signal", 0) - fp.get("python+numpy", 0)
+            wf = fp.get("+wfdb (pandas)", 0) - fp.get("+scipy.signal", 0)
+            li = fp.get("+LiteRT interpreter", 0) - fp.get("+wfdb (pandas)", 0)
+            if sp + wf > 4 * max(li, 1):
+                worse.append(f"The daemon's memory is mostly libraries, not the model: scipy.signal adds {sp:.0f} MB and "
+                             f"wfdb (with pandas, for the WFDB strip writer) {wf:.0f} MB, against {li:.0f} MB for the LiteRT "
+                             f"interpreter; the daemon runs at ~{_f(_g(rt, 'daemon_rss_mb', 'max'), '{:.0f}')} MB, where the "
+                             "int8 model alone in LiteRT needs "
+                             f"{_f(_g(b, 'inference', 'data', 'backends', 'int8-litert-1t', 'rss_mb'), '{:.0f}', ' MB')} "
+                             "of process (bench_inference).")
     dm = _g(b, "daemon", "data")
     if dm:
         rows.append(("daemon", "start to READY=1 (imports, model verify + load, warm-up)",

@@ -387,6 +387,25 @@ def wait_delivered(h: Harness, timeout: float = 90.0) -> dict[str, Any]:
     return st
 
 
+def import_footprint() -> dict[str, float]:
+    """RSS (MB) of a fresh Python after importing what the daemon imports, cumulatively: where the daemon's
+    resident memory goes (measured in separate processes, so nothing else is counted)."""
+    steps = [("python+numpy", "numpy"), ("+scipy.signal", "scipy.signal"), ("+wfdb (pandas)", "wfdb"),
+             ("+LiteRT interpreter", "ai_edge_litert.interpreter"), ("+paho-mqtt", "paho.mqtt.client"),
+             ("+edge_app daemon modules", "edge_app.daemon,edge_app.inference,edge_app.signal_chain.quality,"
+                                          "edge_app.signal_chain.beats,edge_app.uplink.service")]
+    out: dict[str, float] = {}
+    mods: list[str] = []
+    for label, m in steps:
+        mods += m.split(",")
+        code = ("import importlib, psutil\nfor m in %r: importlib.import_module(m)\n"
+                "print(psutil.Process().memory_info().rss)" % mods)
+        p = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), capture_output=True, text=True, timeout=120)
+        if p.returncode == 0:
+            out[label] = round(int(p.stdout.strip().splitlines()[-1]) / 2 ** 20, 1)
+    return out
+
+
 def mode_latency(a: argparse.Namespace) -> dict[str, Any]:
     """Real time, no faults: last sample (as the front end emitted it) -> MQTT message at the subscriber.
     Split: emitted -> the block that completes the window arrives (the streaming resampler's look-ahead: the
@@ -434,7 +453,8 @@ def mode_latency(a: argparse.Namespace) -> dict[str, Any]:
             "daemon_cpu_pct_one_core": round(100 * cpu, 1),
             "daemon_rss_mb": {"max": round(max(rss) / 2 ** 20, 1) if rss else None,
                               "end": round(rss[-1] / 2 ** 20, 1) if rss else None},
-            "counters": status.get("counters"), "load_avg_1m": round(os.getloadavg()[0], 2)}
+            "counters": status.get("counters"), "load_avg_1m": round(os.getloadavg()[0], 2),
+            "import_footprint_rss_mb": import_footprint()}
 
 
 def mode_rtf(a: argparse.Namespace) -> dict[str, Any]:
