@@ -45,6 +45,9 @@ P_WAVE_RR = 0.6
 EDGE_S = 0.1
 #: Search back for a missed beat after this many mean RR intervals without a beat.
 SEARCHBACK_RR = 1.66
+#: Beats lost for this many mean RR intervals and nothing found by search-back: re-learn the signal
+#: level from the next 8 s if it is less than half the running one (electrode contact / gain change).
+RELEARN_RR = 3.0
 #: A beat found by search-back needs at least this fraction of the recent QRS slope (median of the
 #: last 8 beats): a pause holds P and T waves (non-conducted P waves in AV block), which are slow.
 SEARCHBACK_SLOPE = 0.25
@@ -160,6 +163,12 @@ def _detect(mwi: np.ndarray, slope: np.ndarray, fs: float) -> np.ndarray:
     maxima = first[: nseg * seg].reshape(nseg, seg).max(axis=1) if first.size >= seg else np.array([first.max()])
     spk = float(np.sqrt(np.median(maxima))) * 0.6
     npk = float(np.sqrt(np.median(mwi[: max(n8, seg)]))) * 0.5
+    # Re-learning level for any time t: the same statistic over the 8 s *from* t (2-s maxima),
+    # used when the beats have been lost for a while (the signal got much smaller): looking forward
+    # sees the QRS that end a true pause, so a pause does not lower the threshold onto P/T waves.
+    nall = max(1, mwi.size // seg)
+    seg_max = mwi[: nall * seg].reshape(nall, seg).max(axis=1) if mwi.size >= seg else np.array([mwi.max()])
+    slope_from = 0         # beat_slope entries before this index belong to the old signal level
     rr_avg = 0.8 * fs
     beats: list[int] = []
     beat_slope: list[float] = []
@@ -175,8 +184,17 @@ def _detect(mwi: np.ndarray, slope: np.ndarray, fs: float) -> np.ndarray:
             j0 = last_i + 1
             sel = np.arange(j0, i)
             if sel.size:
+                recent = beat_slope[max(slope_from, len(beat_slope) - 8):]
+                slope_ref = float(np.median(recent)) if recent else 0.0
                 sel = sel[(cand[sel] - beats[-1] > refr) & (h[sel] > th2)
-                          & (cs[sel] > SEARCHBACK_SLOPE * np.median(beat_slope[-8:]))]
+                          & (cs[sel] > SEARCHBACK_SLOPE * slope_ref)]
+            if not sel.size and p - beats[-1] > RELEARN_RR * rr_avg:
+                s0 = min(int(p // seg), seg_max.size - 1)
+                new_spk = max(float(np.sqrt(np.median(seg_max[s0: s0 + 4]))) * 0.6, npk)
+                if new_spk < 0.5 * spk:                      # at least halves: cannot loop forever
+                    spk = new_spk
+                    slope_from = len(beat_slope)
+                    continue                                 # search again with the new level
             if sel.size:
                 # Prefer candidates away from the T-wave zone of the last beat.
                 far = sel[cand[sel] - beats[-1] > T_WAVE_S * fs]
