@@ -45,7 +45,7 @@ BENCHES: dict[str, tuple[list[str], float, list[str]]] = {
                      ["benchmarks/bench_signal_chain.py", "--repeat", "1"]),
     "outbox": (["benchmarks/bench_outbox.py", "--json"], 900,
                ["benchmarks/bench_outbox.py", "--results", "300", "--drain", "1000", "--json"]),
-    "fleet": (["benchmarks/bench_fleet.py", "--json"], 900,
+    "fleet": (["benchmarks/bench_fleet.py", "--step-seconds", "15", "--max-seconds", "240", "--json"], 900,
               ["benchmarks/bench_fleet.py", "--steps", "100,250", "--step-seconds", "10", "--json"]),
     "display": (["benchmarks/bench_display.py", "--seconds", "15", "--json"], 600,
                 ["benchmarks/bench_display.py", "--seconds", "8", "--json"]),

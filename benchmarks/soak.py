@@ -13,7 +13,7 @@ the subscriber's session); a QoS 1 subscriber with a persistent session recordin
 arrived. This script is the supervisor: it restarts the daemon when it dies, as systemd would.
 
 Faults (soak), one cycle every 150 s, repeated for --duration; front-end faults are in stream time:
-  +20 s  electrode LA off for 12 s       +42 s  EMG-like noise burst, 400 uV rms, 12 s
+  +18 s  electrode LA off for 16 s       +40 s  EMG-like noise burst, 400 uV rms, 16 s
   +62 s  3 frames with corrupted bytes   +80 s  cable pulled for 3 s (pty closed; --link path comes back)
   +95 s  broker stopped (SIGTERM) for 12 s, then restarted on the same port      (wall time)
   +120 s daemon SIGKILLed, restarted at once by this supervisor                   (wall time)
@@ -508,7 +508,8 @@ def schedule(duration: float, kill_every: int = 1) -> tuple[list[str], list[tupl
     k = 0
     while k * CYCLE_S + 60 <= duration + 1e-9 or k == 0:
         o = k * CYCLE_S
-        sim += [f"electrode_off:LA@{o + 20}+12", f"noise:400@{o + 42}+12", f"corrupt:3@{o + 62}",
+        # 16 s faults: at a 5 s stride at least one 10 s window lies wholly inside, wherever the window grid falls
+        sim += [f"electrode_off:LA@{o + 18}+16", f"noise:400@{o + 40}+16", f"corrupt:3@{o + 62}",
                 f"disconnect:3@{o + 80}"]
         sup += [(o + 95, "broker_stop"), (o + 107, "broker_start")]
         if (k + 1) % kill_every == 0:
