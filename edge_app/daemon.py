@@ -9,6 +9,14 @@ Alarm conditions are latched in the spirit of IEC 60601-1-8: a condition that pe
 consecutive windows keeps one alarm id (not a new alarm every 5 s); it is audited and published when
 it starts, when it is acknowledged and when it ends.
 
+Every result carries the `run_id` of the daemon process that produced it (a uuid4 made once per process),
+because the stream index restarts at 0 in every process: after a restart two results can carry the same
+window indices. The process's start and stop and every stream gap are audited and also queued durably on
+the uplink as events (`Uplink.publish_event`, topic `<prefix>/<device_id>/event`), so a remote subscriber can
+account for every stretch of signal: a result, a cannot-interpret result with its reason, or a reported gap.
+`<state_dir>/run.json` remembers the last run, so the `started` event says whether the previous run stopped
+cleanly (a SIGKILL / power cut leaves no `stopped` event).
+
 Runtime configuration changes (MQTT, control socket) are validated by edge_app.config, applied,
 audited and persisted in <state_dir>/config-overrides.json (the config file itself sits on the
 read-only system partition under ProtectSystem=strict); they are re-applied at the next start.
@@ -59,6 +67,10 @@ class Daemon:
     def __init__(self, cfg: Config, driver_factory: Callable[[str, int, int], Any] | None = None,
                  sinks: tuple[Callable[[dict[str, Any]], None], ...] = (), notifier: Notifier | None = None):
         self.t_created = time.monotonic()
+        self.run_id = new_id()                    # this process; stamped on every result and event
+        self.run_path = cfg.state_dir / "run.json"
+        self.previous_run: dict[str, Any] | None = None
+        self._prev_end: tuple[int, int | None] | None = None   # (stream index, device us) after the last block
         self.base_cfg = cfg
         self.overrides_path = cfg.state_dir / "config-overrides.json"
         self.overrides: dict[str, Any] = {}
@@ -118,7 +130,7 @@ class Daemon:
                                            "manifest": str(manifest),
                                            "backend": str(getattr(self.model.backend, "name", ""))})
         self.pipeline = Pipeline(self.model, PipelineSettings.from_config(cfg), cfg.device_id,
-                                 patient=self.patient.get)
+                                 patient=self.patient.get, run_id=self.run_id)
         self._warm_up()
         self.control = ControlServer(cfg.control_socket, self)
         self.control.start()
@@ -128,14 +140,53 @@ class Daemon:
             self._start_display()
         self.driver = self.driver_factory(cfg.get("frontend.port"), cfg.get("frontend.baudrate"),
                                           cfg.get("frontend.fs"))
+        prev = self._begin_run()
         self.audit.append("start", {"software_version": __version__, "config_version": self.config_version(),
-                                    "pid": os.getpid()})
+                                    "pid": os.getpid(), "run_id": self.run_id} | prev)
+        self._publish_event("started", prev | {
+            "software_version": __version__, "config_version": self.config_version(), "pid": os.getpid(),
+            "model_version": self.model.model_version, "model_sha256": self.model.model_sha256,
+            "fs": int(cfg.get("frontend.fs")), "stride_s": float(cfg.get("windows.stride_s")),
+            "length_s": float(cfg.get("windows.length_s"))})
         self.state = "ready"
         self.ready_s = time.monotonic() - self.t_created
         self.notifier.ready(f"ready in {self.ready_s:.2f} s; waiting for the front end on {cfg.get('frontend.port')}")
         self.watchdog.start()
         log.info("ready in %.2f s (model %s sha256 %s..., state %s, control %s)", self.ready_s,
                  self.model.model_version, self.model.model_sha256[:12], cfg.state_dir, cfg.control_socket)
+
+    def _begin_run(self) -> dict[str, Any]:
+        """Record this run in <state_dir>/run.json; return what is known of the previous one."""
+        prev: dict[str, Any] = {"previous_run_id": None, "previous_stop": None}
+        try:
+            old = json.loads(self.run_path.read_text())
+            prev = {"previous_run_id": old.get("run_id"),
+                    "previous_stop": "clean" if old.get("stopped_at") else "unclean"}
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError) as e:
+            log.error("ignoring unreadable %s: %s", self.run_path, e)
+        self.previous_run = prev
+        self._write_run(None)
+        return prev
+
+    def _write_run(self, stopped_at: str | None) -> None:
+        doc = {"run_id": self.run_id, "pid": os.getpid(), "started_at": getattr(self, "_started_at", None),
+               "stopped_at": stopped_at}
+        if stopped_at is None:
+            doc["started_at"] = self._started_at = utc_now_iso()
+        atomic_write_bytes(self.run_path, json.dumps(doc).encode())
+
+    def _publish_event(self, code: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Queue an event (started / stopped / stream_gap) durably on the uplink; never raises."""
+        ev = {"schema": "ecg-edge.event/1", "code": code, "run_id": self.run_id, "device_id": self.cfg.device_id,
+              "time": utc_now_iso()} | data
+        if self.uplink is not None:
+            try:
+                self.uplink.publish_event(ev, "low")
+            except Exception:  # noqa: BLE001 - OutboxFull etc.: the audit log still has it
+                log.exception("could not queue event %s for the uplink", code)
+        return ev
 
     def _on_model_change(self, manifest_path: str) -> None:
         """The model store swapped (install or rollback, already verified and self-tested): load and switch.
@@ -276,10 +327,18 @@ class Daemon:
         self._clear_condition("frontend_stalled")
         self.counters["blocks"] += 1
         self.counters["samples"] += block.n
+        dt = None if block.device_time_us is None else int(block.device_time_us)
         if block.gap_before != 0 or block.events:
             self.counters["gaps"] += 1
-            self.audit.append("stream_gap", {"at_index": int(block.first_index), "missing": int(block.gap_before),
-                                             "events": list(block.events)})
+            gap = {"at_index": int(block.first_index), "missing": int(block.gap_before),
+                   "events": list(block.events), "device_time_us": dt,
+                   "prev_end_index": None if self._prev_end is None else self._prev_end[0],
+                   "prev_end_device_time_us": None if self._prev_end is None else self._prev_end[1],
+                   "fs": float(block.fs)}
+            self.audit.append("stream_gap", gap | {"run_id": self.run_id})
+            self._publish_event("stream_gap", gap)
+        self._prev_end = (int(block.first_index) + block.n,
+                          None if dt is None else dt + int(round(block.n * 1e6 / float(block.fs))))
         if self.hub is not None:
             self.hub.push_block(block)
         try:
@@ -552,6 +611,16 @@ class Daemon:
                 log.exception("telemetry failed")
 
     # ------------------------------------------------------------------------------------ shutdown
+    def _end_run(self) -> None:
+        """The `stopped` event (with this run's counters) and run.json marked clean. Waits up to 1 s for
+        the uplink to deliver it while connected; otherwise it stays in the outbox for the next start."""
+        if self.audit is None or self.previous_run is None:       # never got as far as `start`
+            return
+        self._publish_event("stopped", {"counters": dict(self.counters), "windows": self.counters["windows"]})
+        self._write_run(utc_now_iso())
+        if self.uplink is not None and self.uplink.wait_connected(0):
+            self.uplink.wait_drained(1.0)
+
     def shutdown(self) -> None:
         log.info("shutting down")
         self.notifier.stopping("flushing storage")
@@ -559,9 +628,10 @@ class Daemon:
         for name, fn in (("driver", lambda: self.driver and self.driver.close()),
                          ("control", lambda: self.control and self.control.stop()),
                          ("display", lambda: self.display and self.display.stop()),
+                         ("stopped", self._end_run),
                          ("uplink", lambda: self.uplink and self.uplink.stop()),
                          ("audit", lambda: self.audit and self.audit.append(
-                             "stop", {"windows": self.counters["windows"]})),
+                             "stop", {"windows": self.counters["windows"], "run_id": self.run_id})),
                          ("store", lambda: self.store and self.store.close()),
                          ("audit-close", lambda: self.audit and self.audit.close())):
             try:

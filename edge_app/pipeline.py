@@ -111,8 +111,9 @@ class Analysis:
 class Pipeline:
     def __init__(self, model: Any, settings: PipelineSettings, device_id: str,
                  patient: Callable[[], PatientContext] | None = None,
-                 resampler_factory: Callable[[float], Any] = _resampler_factory):
+                 resampler_factory: Callable[[float], Any] = _resampler_factory, run_id: str = ""):
         self.model = model
+        self.run_id = run_id              # the daemon process's id, stamped on every result
         self.settings = settings
         self.device_id = device_id
         self.patient = patient or (lambda: PatientContext())
@@ -197,13 +198,14 @@ class Pipeline:
         res = TriageResult(
             id=rid, device_id=self.device_id, time=utc_now_iso(), record=record,
             window=WindowSpan(start_index=int(w.start_index), end_index=int(w.end_index), fs=float(w.fs),
-                              start_s=round(w.start_s, 4), end_s=round(w.end_s, 4)),
+                              start_s=round(w.start_s, 4), end_s=round(w.end_s, 4),
+                              device_time_us=w.device_time_us),
             quality=qs, probabilities=probabilities, triage_level=decision.level,
             alarm_priority=decision.priority, explanation=explanation,
             heart_rate_bpm=None if hr is None else round(float(hr), 1), patient=patient,
             model=ModelInfo(version=str(self.model.model_version), sha256=str(self.model.model_sha256),
                             backend=self.backend_name),
-            alarms=decision.alarms, gap_before=bool(w.gap_before),
+            alarms=decision.alarms, gap_before=bool(w.gap_before), run_id=self.run_id,
             timings_ms={k: round(v, 2) for k, v in timings.items()})
         self.windows_analysed += 1
         return Analysis(res, w, q, overran)

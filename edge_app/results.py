@@ -40,6 +40,7 @@ class WindowSpan:
     fs: float
     start_s: float            # start_index / fs
     end_s: float
+    device_time_us: int | None = None   # the front end's clock (us) at the first sample; None if unknown
 
 
 @dataclass
@@ -123,6 +124,7 @@ class TriageResult:
     model: ModelInfo
     alarms: list[Alarm] = field(default_factory=list)
     gap_before: bool = False              # a gap in the stream preceded this window (reported)
+    run_id: str = ""                      # uuid4 of the daemon process that produced it ("" outside a daemon)
     timings_ms: dict[str, float] = field(default_factory=dict)
     software_version: str = SOFTWARE_VERSION
     notice: str = NOTICE

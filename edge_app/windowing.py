@@ -13,9 +13,15 @@ filter state belongs to the old signal), and the next window carries `gap_before
 The 100 Hz output j of a segment is taken to correspond to native time seg_start + j / 100 s (the
 streaming resampler compensates its own delay, which is what makes it identical to the offline
 `resample_to_model_rate`).
+
+Each window also carries the front end's own clock at its first sample (`device_time_us`): the
+device timestamp of the SampleBlock holding that sample plus the sample's offset in the block
+(k / fs * 1e6). Why: the stream index does not advance over a gap of unknown size (reconnect, device
+reset), so only the device clock places a window on the front end's timeline after a cable pull.
 """
 from __future__ import annotations
 
+import bisect
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -72,6 +78,7 @@ class Window:
     model_uv: np.ndarray            # (1000, 12) microvolts at 100 Hz
     gap_before: bool = False
     events: tuple[str, ...] = field(default_factory=tuple)
+    device_time_us: int | None = None   # front-end clock at the first sample (None: blocks carried none)
 
     @property
     def start_s(self) -> float:
@@ -87,6 +94,7 @@ class GapEvent:
     at_index: int
     missing: int                    # samples missing (-1 unknown)
     events: tuple[str, ...]
+    device_time_us: int | None = None   # front-end clock at the first sample after the gap
 
 
 class WindowAssembler:
@@ -112,6 +120,8 @@ class WindowAssembler:
         self.native.clear()
         self.lead_off.clear()
         self.model.clear()
+        self._anchor_rows: list[int] = []     # segment row of a block's first sample ...
+        self._anchor_us: list[int] = []       # ... and that block's device_time_us
         self.resampler = self.resampler_factory(self.fs)
         self.next_start_100 = 0               # next window start, in 100 Hz samples from seg_start
         self.pending_gap = gap
@@ -126,7 +136,8 @@ class WindowAssembler:
         jump = self._expected is not None and block.first_index != self._expected
         if block.gap_before != 0 or jump or "device_reset" in block.events:
             missing = block.gap_before if block.gap_before != 0 else (block.first_index - (self._expected or 0))
-            self.gaps.append(GapEvent(block.first_index, int(missing), tuple(block.events)))
+            self.gaps.append(GapEvent(block.first_index, int(missing), tuple(block.events),
+                                      None if block.device_time_us is None else int(block.device_time_us)))
             log.info("gap before sample %d (%s missing%s): starting a new window segment",
                      block.first_index, "unknown" if missing < 0 else missing,
                      f", events {list(block.events)}" if block.events else "")
@@ -134,6 +145,12 @@ class WindowAssembler:
         elif self._expected is None:
             self._reset(block.first_index, gap=False, events=tuple(block.events))
         self._expected = block.first_index + block.n
+        if block.device_time_us is not None:
+            self._anchor_rows.append(self.native.count)
+            self._anchor_us.append(int(block.device_time_us))
+            oldest = self.native.count - self.native.capacity
+            if len(self._anchor_rows) > 256 and self._anchor_rows[128] <= oldest:
+                del self._anchor_rows[:128], self._anchor_us[:128]
         x = np.asarray(block.leads_uv, dtype=np.float64)
         self.native.append(x)
         self.lead_off.append(np.asarray(block.lead_off, dtype=bool))
@@ -141,6 +158,13 @@ class WindowAssembler:
         if y is not None and len(y):
             self.model.append(np.asarray(y, dtype=np.float64))
         return self._emit()
+
+    def device_time_us(self, row: int) -> int | None:
+        """Front-end clock at segment row `row`: the holding block's device_time_us + the row's offset."""
+        k = bisect.bisect_right(self._anchor_rows, row) - 1
+        if k < 0:
+            return None
+        return self._anchor_us[k] + int(round((row - self._anchor_rows[k]) * 1e6 / self.fs))
 
     def retry_after(self, w: Window, stream_index: int) -> None:
         """Window `w` was unusable because of what happened up to `stream_index` (e.g. the last lead-off
@@ -177,7 +201,7 @@ class WindowAssembler:
                 w = Window(start_index=self.seg_start + ns, end_index=self.seg_start + ne, fs=self.fs,
                            native_uv=self.native.get(ns, ne), lead_off=self.lead_off.get(ns, ne),
                            model_uv=self.model.get(s100, s100 + N_SAMPLES), gap_before=self.pending_gap,
-                           events=self.pending_events)
+                           events=self.pending_events, device_time_us=self.device_time_us(ns))
             except IndexError:
                 # We fell behind by more than the ring holds (cannot happen at real time); skip ahead.
                 log.warning("window at %d no longer buffered; skipping ahead", s100)

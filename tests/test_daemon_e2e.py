@@ -296,6 +296,17 @@ def test_sigkill_while_writing_loses_nothing_and_restart_verifies(tmp_path):
     assert committed <= ids, f"audited results missing: {committed - ids}"
     v = _cli("audit", "verify", "--config", str(cfg))
     assert v.returncode == 0, v.stdout
+    # Two processes, two run ids; the second knows the first was killed (no clean stop).
+    audit = [json.loads(x) for x in (tmp_path / "state" / "audit.jsonl").read_text().splitlines()]
+    starts = [e["data"] for e in audit if e["kind"] == "start"]
+    assert len(starts) == 2 and starts[0]["run_id"] != starts[1]["run_id"]
+    assert starts[1]["previous_run_id"] == starts[0]["run_id"] and starts[1]["previous_stop"] == "unclean"
+    s = ResultStore(tmp_path / "state")
+    try:
+        by_run = {d["run_id"] for d in s.latest(100)}
+    finally:
+        s.close()
+    assert by_run == {starts[0]["run_id"], starts[1]["run_id"]}
     # No stray temp files or orphan strips left behind.
     day_files = [p for p in (tmp_path / "state" / "store" / "results").rglob("*")]
     assert not [p for p in day_files if p.name.startswith(".")]

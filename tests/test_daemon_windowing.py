@@ -90,3 +90,34 @@ def test_after_an_electrode_off_window_the_next_starts_right_after_the_last_lead
             if w.start_index == 0:
                 wa.retry_after(w, 1499)          # electrodes attached at 3.0 s
     assert [w.start_index for w in out][:3] == [0, 1500, 4000]
+
+
+def test_window_carries_the_front_end_clock_of_its_first_sample_across_gaps():
+    """device_time_us = the holding block's device timestamp + the sample's offset in that block, also after a
+    gap of unknown size where the stream index does not advance but the front end's clock does."""
+    x = _long_signal()                        # 30 s
+    wa = WindowAssembler(500, 2.0, _resampler_factory)
+    t0, out, k = 7_000_000, [], 0
+    i = 0
+    sizes = (10, 7, 33, 1, 50)
+    index_shift, clock_shift = 0, 0
+    while i < len(x):
+        n = sizes[k % len(sizes)]
+        seg = x[i:i + n]
+        gap, events = 0, ()
+        if i <= 9000 < i + n:                     # reconnect at input sample ~9000: 1.5 s of device time lost
+            gap, events, clock_shift = -1, ("reconnected",), 750
+        out += wa.push(SampleBlock(first_index=i + index_shift, fs=500, leads_uv=seg,
+                                   lead_off=np.zeros((len(seg), 9), bool), gap_before=gap, events=events,
+                                   device_time_us=t0 + (i + clock_shift) * 2000))
+        i += n
+        k += 1
+    assert [w.start_index for w in out][:3] == [0, 1000, 2000] and any(w.gap_before for w in out)
+    for w in out:
+        shift = clock_shift if w.start_index >= 8900 else 0
+        assert w.device_time_us == t0 + (w.start_index + shift) * 2000, (w.start_index, w.device_time_us)
+    first_after = [w for w in out if w.gap_before][0]
+    assert wa.gaps[0].device_time_us is not None and first_after.device_time_us == wa.gaps[0].device_time_us
+    # blocks without a device clock (a replayed record) give None, not a made-up time
+    wb = WindowAssembler(500, 5.0, _resampler_factory)
+    assert all(w.device_time_us is None for b in _blocks(x) for w in wb.push(b))
