@@ -42,7 +42,7 @@ class TrainConfig:
     scale_range: tuple[float, float] = (0.8, 1.2)
     shift_max: int = 50
     patience: int = 25
-    swa_start: int = 0          # >0: also average the weights of epochs >= swa_start (SWA) and keep it if val is better
+    swa_start: int = 12         # >0: also average the weights of epochs >= swa_start (SWA) and keep it if val is better
     pos_weight: list[float] = field(default_factory=list)   # filled from train prevalence
 
     def to_json(self) -> dict:
