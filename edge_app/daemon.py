@@ -241,6 +241,7 @@ class Daemon:
         from edge_app.display import DisplayServer, LiveHub
         self.hub = LiveHub(controller=self)
         self.hub.result_lookup = self.store.get
+        self.hub.history_lookup = self.store.latest     # the banner and history survive a daemon restart
 
         def strip(rid: str) -> tuple[float, np.ndarray] | None:
             try:

@@ -18,6 +18,7 @@ from edge_app.triage import CLASS_TEXT
 TOP_LEADS = 3
 CAM_FRACTION = 0.7       # seconds where the class's CAM is >= this fraction of its positive maximum
 MIN_SPAN_S = 0.3
+CAM_POINTS = 50          # Finding.cam: one value per 0.2 s of a 10 s window (what the page / PNG shade)
 
 
 def cam_spans(cam: np.ndarray, fs: float = FS_HZ, fraction: float = CAM_FRACTION,
@@ -52,6 +53,25 @@ def cam_spans(cam: np.ndarray, fs: float = FS_HZ, fraction: float = CAM_FRACTION
     return sorted(out)
 
 
+def cam_profile(cam: np.ndarray, points: int = CAM_POINTS) -> list[float]:
+    """The class's CAM resampled to `points` equal bins over the window (mean of the positive part per bin),
+    scaled so the strongest bin is 1.0: 0..1, on the same positive-part scale `cam_spans` thresholds, so the
+    shading a display draws from it agrees with `seconds`. All zeros when nothing speaks for the class."""
+    c = np.nan_to_num(np.asarray(cam, dtype=np.float64).reshape(-1), nan=0.0, posinf=0.0, neginf=0.0)
+    if c.size == 0 or points <= 0:
+        return []
+    pos = np.maximum(c, 0.0)
+    if pos.size >= points:
+        edges = np.linspace(0, pos.size, points + 1).round().astype(int)
+        prof = np.array([pos[a:b].mean() for a, b in zip(edges[:-1], edges[1:])])
+    else:
+        prof = np.interp((np.arange(points) + 0.5) * pos.size / points - 0.5, np.arange(pos.size), pos)
+    peak = float(prof.max())
+    if peak <= 0:
+        return [0.0] * points
+    return [round(float(v), 3) for v in prof / peak]
+
+
 def top_leads(importance: np.ndarray | None, k: int = TOP_LEADS) -> list[str]:
     if importance is None:
         return []
@@ -72,7 +92,8 @@ def explain(positive: list[str], probabilities: dict[str, float], thresholds: di
         when = ("; seconds " + ", ".join(f"{a:g}-{b:g}" for a, b in secs)) if secs else ""
         text = f"{CLASS_TEXT.get(c, c)} (p={probabilities[c]:.2f}): driven by {where}{when}"
         findings.append(Finding(cls=c, probability=round(float(probabilities[c]), 4),
-                                threshold=float(thresholds[c]), leads=leads, seconds=secs, text=text))
+                                threshold=float(thresholds[c]), leads=leads, seconds=secs, text=text,
+                                cam=cam_profile(cam[c]) if cam is not None and c in cam else []))
     if findings:
         summary = "; ".join(f.text for f in findings) + " (seconds from the window start)."
     else:

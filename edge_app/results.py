@@ -60,6 +60,7 @@ class Finding:
     leads: list[str] = field(default_factory=list)          # most important leads first
     seconds: list[list[float]] = field(default_factory=list)  # [[start_s, end_s], ...] within the window
     text: str = ""
+    cam: list[float] = field(default_factory=list)  # the class's Grad-CAM over the window, ~50 points, 0..1
 
 
 @dataclass

@@ -150,6 +150,12 @@ def _stop(proc, timeout: float = 20.0) -> int:
     return proc.returncode
 
 
+def _free_port() -> int:
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        return so.getsockname()[1]
+
+
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "edge_app.cli", *args], cwd=str(ROOT), capture_output=True,
                           text=True, timeout=timeout)
@@ -190,6 +196,9 @@ def test_mi_record_streams_results_with_schema_high_priority_and_sd_notify(tmp_p
             assert mi and mi[0]["priority"] == "high" and mi[0]["kind"] == "physiological"
             f = [f for f in d["explanation"]["findings"] if f["cls"] == "MI"][0]
             assert f["leads"] and f["seconds"], f
+            assert len(f["cam"]) == 50 and max(f["cam"]) == 1.0 and min(f["cam"]) >= 0.0, f["cam"]
+            peak_s = (f["cam"].index(1.0) + 0.5) * 0.2                      # the strongest 0.2 s bin ...
+            assert any(a - 0.5 <= peak_s <= b + 0.5 for a, b in f["seconds"]), (peak_s, f["seconds"])
         time.sleep(1.5)
         assert notify.has("WATCHDOG=1"), "watchdog never fed while samples were flowing"
         st = call(_sock(tmp_path), "status")["result"]
@@ -260,7 +269,8 @@ def test_pulled_cable_and_frontend_reset_are_survived(tmp_path):
 def test_sigkill_while_writing_loses_nothing_and_restart_verifies(tmp_path):
     # stride 1 s at 8x: a result (JSON + WFDB strip + audit entry) every ~125 ms, so a kill lands mid-write.
     sim = _sim(tmp_path, NORM_RECORD, speed=8.0)
-    cfg = _config(tmp_path, stride=1.0)
+    port = _free_port()
+    cfg = _config(tmp_path, stride=1.0, extra=f"[display]\nenabled = true\nhost = \"127.0.0.1\"\nport = {port}\n")
     proc = _start_daemon(cfg, tmp_path)
     seen: set[str] = set()
     try:
@@ -281,6 +291,11 @@ def test_sigkill_while_writing_loses_nothing_and_restart_verifies(tmp_path):
     proc2 = _start_daemon(cfg, tmp_path)
     try:
         _wait_ready(proc2, tmp_path)
+        # The bedside page's history (and banner) come back from the store, not only from this process.
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/results?limit=200", timeout=10) as r:
+            shown = {d["id"] for d in json.loads(r.read())["results"]}
+        assert seen <= shown, f"results from before the restart missing on the page: {len(seen - shown)}"
         _wait_results(proc2, tmp_path, lambda rs: len(rs) > len(seen) + 2, timeout=60)
     finally:
         assert _stop(proc2) == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_app.explanation import cam_spans, explain, top_leads
+from edge_app.explanation import cam_profile, cam_spans, explain, top_leads
 from edge_app.triage import decide, merge_thresholds
 
 TH = merge_thresholds({"NORM": 0.5, "MI": 0.2, "STTC": 0.3, "CD": 0.4, "HYP": 0.25}, {"CD": 0.6})
@@ -75,3 +75,18 @@ def test_explain_builds_text_per_positive_class():
     assert f.cls == "MI" and f.leads == ["V2", "V1", "V3"] and f.seconds == [[2.0, 3.0]]
     assert "V2, V1, V3" in f.text and "2-3" in f.text and "p=0.91" in f.text
     assert explain([], _p(), TH, None, None).summary == "No finding above threshold."
+    # the per-finding CAM the page and PNG shade: 50 points over the 10 s window, 0..1, peak where `seconds` is
+    assert len(f.cam) == 50 and min(f.cam) == 0.0 and max(f.cam) == 1.0
+    assert [i for i, v in enumerate(f.cam) if v > 0] == list(range(10, 15))       # 2.0-3.0 s = bins 10..14
+    assert explain(["MI"], _p(MI=0.91), TH, None, imp).findings[0].cam == []
+
+
+def test_cam_profile_bins_scales_and_handles_edge_cases():
+    cam = np.r_[np.full(500, -2.0), np.linspace(0, 4, 500)]       # negative evidence is not shown
+    prof = cam_profile(cam)
+    assert len(prof) == 50 and prof[:25] == [0.0] * 25 and prof[-1] == 1.0
+    assert all(a <= b for a, b in zip(prof[25:], prof[26:]))         # a ramp stays a ramp
+    assert cam_profile(-np.ones(1000)) == [0.0] * 50                 # nothing for the class: all zeros
+    assert cam_profile(np.r_[np.nan, np.ones(999)])[0] < 1.0 and max(cam_profile(np.r_[np.nan, np.ones(999)])) == 1.0
+    short = cam_profile(np.array([0.0, 1.0, 0.0, 0.0, 0.0]))        # a raw 5-step map is interpolated
+    assert len(short) == 50 and max(short) == 1.0 and int(np.argmax(short)) in range(5, 20)
