@@ -7,7 +7,11 @@ the data path: they only read snapshots or call the DeviceControl methods below 
 
 Alarm conditions are latched in the spirit of IEC 60601-1-8: a condition that persists over
 consecutive windows keeps one alarm id (not a new alarm every 5 s); it is audited and published when
-it starts, when it is acknowledged and when it ends.
+it starts, when it is acknowledged and when it ends. The active alarms (ids, acknowledgements) are kept in
+<state_dir>/alarms.json (atomic write on every change, refreshed every minute while any is active), so a
+restart (watchdog, update, short power cut) continues them instead of raising a continuing condition again
+as a new unacknowledged alarm. State older than ALARM_RESTORE_MAX_AGE_S is not restored (a new patient may
+be attached by then): those alarms are closed as cleared, and a persisting condition raises a new alarm.
 
 Every result carries the `run_id` of the daemon process that produced it (a uuid4 made once per process),
 because the stream index restarts at 0 in every process: after a restart two results can carry the same
@@ -23,6 +27,7 @@ read-only system partition under ProtectSystem=strict); they are re-applied at t
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -53,6 +58,8 @@ SECRET_KEYS = ("password",)
 WINDOW_CONDITIONS = ("suspected_mi", "abnormal_ecg", "extreme_heart_rate", "signal_unusable")
 CLEAR_AFTER_WINDOWS = 2
 QUEUE_BLOCKS = 50 * 120          # 2 min of 20 ms blocks between the serial reader and the analysis
+ALARM_RESTORE_MAX_AGE_S = 600.0  # active alarms saved longer ago than this are not continued after a restart
+ALARM_REFRESH_S = 60.0           # re-save alarms.json this often while alarms are active (its age = downtime)
 
 
 def _default_driver_factory(port: str, baudrate: int, fs: int) -> Any:
@@ -85,6 +92,9 @@ class Daemon:
         self._alarms: "OrderedDict[str, Alarm]" = OrderedDict()     # recent alarms by id
         self.active: dict[str, str] = {}                            # alarm code -> active alarm id
         self._absent: dict[str, int] = {}                           # code -> consecutive windows without it
+        self.alarms_path = cfg.state_dir / "alarms.json"
+        self._alarm_file_lock = threading.Lock()
+        self._alarms_saved = 0.0                                    # monotonic time of the last save
         self.latencies_ms: deque[float] = deque(maxlen=1000)
         self.counters = {"blocks": 0, "samples": 0, "windows": 0, "cannot_interpret": 0, "gaps": 0,
                          "errors": 0, "overruns": 0}
@@ -138,6 +148,7 @@ class Daemon:
             self._start_uplink()
         if cfg.get("display.enabled"):
             self._start_display()
+        self._restore_alarms()
         self.driver = self.driver_factory(cfg.get("frontend.port"), cfg.get("frontend.baudrate"),
                                           cfg.get("frontend.fs"))
         prev = self._begin_run()
@@ -447,6 +458,7 @@ class Daemon:
             while len(self._alarms) > 500:
                 self._alarms.popitem(last=False)
             self.active[code] = al.id
+        self._save_alarms()
         self.audit.append("alarm", al.to_dict() | {"state": "raised"})
         log.warning("ALARM %s (%s, %s priority): %s", code, kind, priority, message)
         self._publish_alarm(al, "raised")
@@ -457,9 +469,60 @@ class Daemon:
             aid = self.active.pop(code, None)
             al = self._alarms.get(aid) if aid else None
         if al is not None:
+            self._save_alarms()
             self.audit.append("alarm_cleared", {"id": al.id, "code": code})
             log.info("alarm condition %s ended", code)
             self._publish_alarm(al, "cleared")
+
+    def _save_alarms(self) -> None:
+        """Persist the active alarms atomically (never raises: an unwritable file costs continuity only)."""
+        with self._alarm_file_lock:
+            with self._lock:
+                active = [self._alarms[a].to_dict() for a in self.active.values() if a in self._alarms]
+            doc = {"saved_at": utc_now_iso(), "saved_at_epoch": time.time(), "run_id": self.run_id,
+                   "active": active}
+            try:
+                atomic_write_bytes(self.alarms_path, json.dumps(doc, indent=1).encode())
+                self._alarms_saved = time.monotonic()
+            except OSError as e:
+                log.error("could not persist alarm state to %s: %s", self.alarms_path, e)
+
+    def _restore_alarms(self) -> None:
+        """Continue the alarms that were active when the previous run ended (if saved recently enough)."""
+        try:
+            doc = json.loads(self.alarms_path.read_text())
+            saved = list(doc.get("active") or [])
+            age = time.time() - float(doc.get("saved_at_epoch", 0.0))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, AttributeError) as e:
+            log.error("ignoring unreadable %s (%s): alarms start afresh", self.alarms_path, e)
+            doc, saved, age = {}, [], 0.0
+        names = {f.name for f in dataclasses.fields(Alarm)}
+        for d in saved:
+            try:
+                al = Alarm(**{k: v for k, v in d.items() if k in names})
+            except (TypeError, AttributeError):
+                log.error("ignoring a malformed saved alarm: %r", d)
+                continue
+            if not 0.0 <= age <= ALARM_RESTORE_MAX_AGE_S:
+                # Too old (or the clock went backwards): do not carry an acknowledgement over to what may be
+                # another patient. Close it; a condition still present raises a new alarm.
+                self.audit.append("alarm_cleared", {"id": al.id, "code": al.code,
+                                                    "reason": f"not continued after restart (saved {age:.0f} s ago)"})
+                self._publish_alarm(al, "cleared")
+                continue
+            with self._lock:
+                self._alarms[al.id] = al
+                self.active[al.code] = al.id
+            self.audit.append("alarm_restored", {"id": al.id, "code": al.code, "acknowledged_by": al.acknowledged_by,
+                                                 "from_run_id": doc.get("run_id"), "saved_s_ago": round(age, 1)})
+            log.warning("alarm %s (%s) continues from the previous run%s", al.code, al.id[:8],
+                        f", acknowledged by {al.acknowledged_by}" if al.acknowledged_by else "")
+            if self.hub is not None:
+                self.hub.push_alarm(al.to_dict() | {"state": "acknowledged" if al.acknowledged_by else "raised",
+                                                    "active": True, "acknowledged": al.acknowledged_by is not None})
+        self._save_alarms()
 
     def _publish_alarm(self, al: Alarm, state: str) -> None:
         d = al.to_dict() | {"state": state, "active": state != "cleared"}
@@ -583,6 +646,7 @@ class Daemon:
                 raise KeyError(f"unknown alarm id {alarm_id!r}")
             if al.acknowledged_by is None:
                 al.acknowledged_by, al.acknowledged_at = str(by or "unknown"), utc_now_iso()
+        self._save_alarms()
         self.audit.append("alarm_ack", {"id": al.id, "code": al.code, "by": al.acknowledged_by})
         self._publish_alarm(al, "acknowledged" if al.id in self.active.values() else "cleared")
         return al.to_dict()
@@ -601,6 +665,8 @@ class Daemon:
 
     def _publish_status(self) -> None:
         st = f"{self.state}; windows {self.counters['windows']}; alarms {len(self.active)}"
+        if self.active and time.monotonic() - self._alarms_saved > ALARM_REFRESH_S:
+            self._save_alarms()             # keeps the file's age = how long we have been down, for restore
         self.notifier.status(st)
         if self.hub is not None:
             self.hub.set_status(self.status())

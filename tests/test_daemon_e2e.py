@@ -122,6 +122,15 @@ def _results(tmp: Path, n: int = 100) -> list[dict]:
     return list(reversed(r["result"]))
 
 
+def _results_from_store(tmp: Path) -> list[dict]:
+    from edge_app.storage import ResultStore
+    s = ResultStore(tmp / "state")
+    try:
+        return s.latest(1000)
+    finally:
+        s.close()
+
+
 def _wait_results(proc, tmp: Path, pred, timeout: float = 60.0) -> list[dict]:
     t_end = time.monotonic() + timeout
     res: list[dict] = []
@@ -203,12 +212,35 @@ def test_mi_record_streams_results_with_schema_high_priority_and_sd_notify(tmp_p
         assert notify.has("WATCHDOG=1"), "watchdog never fed while samples were flowing"
         st = call(_sock(tmp_path), "status")["result"]
         assert st["frontend"]["status"] == "streaming" and st["watchdog"]["healthy"]
+        # The crew acknowledges the suspected-MI alarm; the service then restarts (update, watchdog...).
+        mi_alarm = [a for a in call(_sock(tmp_path), "alarms")["result"] if a["code"] == "suspected_mi"][-1]
+        assert mi_alarm["active"]
+        assert call(_sock(tmp_path), "acknowledge_alarm", alarm_id=mi_alarm["id"], by="crew-7")["ok"]
         assert _stop(proc) == 0
         assert notify.has("STOPPING=1")
+        n_before = len(_results_from_store(tmp_path))
+        proc = _start_daemon(_config(tmp_path), tmp_path)
+        _wait_ready(proc, tmp_path)
+        after = _wait_results(proc, tmp_path, lambda rs: len(rs) >= n_before + 2)[n_before:]
+        alarms_now = call(_sock(tmp_path), "alarms")["result"]
+        assert _stop(proc) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
         sim.stop()
+    # The continuing condition is the SAME alarm, still acknowledged: not a new unacknowledged one.
+    assert all(d["probabilities"]["MI"] >= th["MI"] for d in after), [d["probabilities"] for d in after]
+    for d in after:
+        mi = [a for a in d["alarms"] if a["code"] == "suspected_mi"]
+        assert mi and mi[0]["id"] == mi_alarm["id"] and mi[0]["acknowledged_by"] == "crew-7", mi
+    cont = [a for a in alarms_now if a["code"] == "suspected_mi"]
+    assert [a["id"] for a in cont] == [mi_alarm["id"]] and cont[0]["active"] and cont[0]["acknowledged_by"] == "crew-7"
+    audit = [json.loads(x) for x in (tmp_path / "state" / "audit.jsonl").read_text().splitlines()]
+    stop1 = min(i for i, e in enumerate(audit) if e["kind"] == "stop")
+    restored = [e["data"] for e in audit[stop1:] if e["kind"] == "alarm_restored"]
+    assert [r["id"] for r in restored if r["code"] == "suspected_mi"] == [mi_alarm["id"]]
+    assert [r["acknowledged_by"] for r in restored if r["code"] == "suspected_mi"] == ["crew-7"]
+    assert not [e for e in audit[stop1:] if e["kind"] == "alarm" and e["data"]["code"] == "suspected_mi"]
     v = _cli("audit", "verify", "--config", str(tmp_path / "config.toml"))
     assert v.returncode == 0, v.stdout
     kinds = v.stdout
