@@ -1,7 +1,8 @@
 """`ecg-edge`: the appliance's command line. Prints for humans; --json for machines.
 
     ecg-edge run --config FILE            the daemon (systemd Type=notify)
-    ecg-edge demo [--duration S]          simulator on a real PTB-XL MI record -> daemon -> results on screen
+    ecg-edge demo [--duration S] [--display]  simulator on a real PTB-XL MI record -> daemon -> results on
+                                          screen (--display: also the bedside page; its URL is printed)
     ecg-edge replay PATH [PATH ...]       analyse WFDB records through exactly the daemon's chain
     ecg-edge selftest                     model hash + golden outputs on the built-in real records
     ecg-edge config check FILE | default  validate a config / print the defaults
@@ -91,6 +92,13 @@ def format_result(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from edge_app.config import config_from_dict
     from edge_app.daemon import Daemon
@@ -107,6 +115,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raw["patient"] = {k: v for k, v in (("age", args.age), ("sex", args.sex)) if v is not None}
     if args.stride:
         raw["windows"] = {"stride_s": args.stride}
+    if args.display:
+        raw["display"] = {"enabled": True, "host": args.display_host, "port": args.display_port or _free_port()}
     cfg = config_from_dict(raw)
 
     def show(d: dict[str, Any]) -> None:
@@ -123,6 +133,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
               f"Ctrl-C to stop. {NOTICE}\n", flush=True)
     try:
         d.start()
+        if d.display is not None:
+            # Results go to stdout as JSON lines with --json, so the URL goes to stderr there.
+            print(f"ecg-edge demo: bedside page on {d.display.url} (open it in a browser). {NOTICE}",
+                  file=sys.stderr if args.json else sys.stdout, flush=True)
         if args.duration:
             threading.Timer(args.duration, d.request_stop).start()
         d.run()
@@ -350,6 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--age", type=float)
     sp.add_argument("--sex", choices=["male", "female"])
     sp.add_argument("--json", action="store_true", help="one JSON result per line")
+    sp.add_argument("--display", action="store_true", help="also serve the bedside page and print its URL")
+    sp.add_argument("--display-port", type=int, default=0, metavar="PORT", help="port for --display (default: a free one)")
+    sp.add_argument("--display-host", default="127.0.0.1", metavar="ADDR",
+                    help="address for --display (default 127.0.0.1; 0.0.0.0 serves other machines)")
     sp.add_argument("--verbose", "-v", action="store_true")
     sp.set_defaults(fn=cmd_demo)
 

@@ -57,3 +57,36 @@ def test_selftest_passes_on_shipped_model():
     assert r.returncode == 0, r.stdout + r.stderr
     d = json.loads(r.stdout)
     assert d["ok"] and len(d["model_sha256"]) == 64 and len(d["records"]) >= 6
+
+
+def test_demo_display_serves_the_bedside_page_and_prints_its_url():
+    import re
+    import urllib.error
+    import urllib.request
+    p = subprocess.Popen([sys.executable, "-m", "edge_app.cli", "demo", "--display", "--speed", "4"], cwd=str(ROOT),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        t_end = time.monotonic() + 60
+        while url is None and time.monotonic() < t_end:
+            line = p.stdout.readline()
+            assert line, p.stderr.read()[-2000:]
+            m = re.search(r"bedside page on (http://127\.0\.0\.1:\d+/)", line)
+            url = m.group(1) if m else None
+        assert url, "no URL printed"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert r.status == 200 and b"<html" in r.read().lower()
+        latest = None
+        while latest is None and time.monotonic() < t_end:      # the first result reaches the page
+            try:
+                with urllib.request.urlopen(url + "api/latest", timeout=10) as r:
+                    latest = json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                assert e.code == 404
+                time.sleep(0.3)
+        assert latest and latest["notice"] == "Triage aid, not a diagnosis" and latest["device_id"] == "demo"
+        p.send_signal(signal.SIGINT)
+        assert p.wait(30) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
