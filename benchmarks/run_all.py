@@ -351,6 +351,13 @@ def build_rows(res: dict[str, Any]) -> tuple[list[tuple[str, str, str, str]], li
         rows.append((area, "daemon RSS growth after warm-up (longest lifetime)",
                      f"{_f(longest.get('growth_after_warmup_mb'), '{:+.1f}', ' MB')}",
                      f"over {longest.get('seconds')} s, slope {longest.get('slope_mb_per_hour')} MB/h, max {longest.get('rss_max_mb')} MB"))
+        slopes = [d for d in mem if d.get("slope_mb_per_hour") is not None and d["seconds"] >= 300]
+        for d in slopes:
+            if d["slope_mb_per_hour"] > 1.0:
+                worse.append(f"Memory is not proven flat: in the {name} run a daemon lifetime of {d['seconds'] / 60:.0f} min "
+                             f"grew {d['growth_after_warmup_mb']:+.1f} MB after warm-up (least-squares slope "
+                             f"{d['slope_mb_per_hour']:.1f} MB/h, RSS max {d['rss_max_mb']} MB). Small, but a run of "
+                             "hours is needed to tell a slow leak from allocator settling.")
         for f in sk.get("fault_windows", []):
             if f["windows_inside"] and f["cannot_interpret"] < f["windows_inside"]:
                 worse.append(f"In the soak, {f['windows_inside'] - f['cannot_interpret']} of {f['windows_inside']} "
