@@ -127,6 +127,7 @@ def run_bench(name: str, quick: bool) -> dict[str, Any]:
     if not (ROOT / argv[0]).exists():
         return {"ok": False, "error": f"{argv[0]} not present", "command": " ".join(argv)}
     t0 = time.time()
+    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
     load0 = os.getloadavg()[0]
     print(f"[{time.strftime('%H:%M:%S')}] {name}: python {' '.join(argv)}  (load {load0:.1f})", flush=True)
     try:
@@ -135,7 +136,7 @@ def run_bench(name: str, quick: bool) -> dict[str, Any]:
     except subprocess.TimeoutExpired:
         return {"ok": False, "error": f"timed out after {timeout} s", "command": "python " + " ".join(argv)}
     rec: dict[str, Any] = {"command": "python " + " ".join(argv), "seconds": round(time.time() - t0, 1),
-                           "measured_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+                           "measured_utc": started,
                            "load_avg_1m_before": round(load0, 2), "load_avg_1m_after": round(os.getloadavg()[0], 2),
                            "exit_code": p.returncode}
     try:
