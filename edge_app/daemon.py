@@ -96,6 +96,7 @@ class Daemon:
         self._alarm_file_lock = threading.Lock()
         self._alarms_saved = 0.0                                    # monotonic time of the last save
         self.latencies_ms: deque[float] = deque(maxlen=1000)
+        self.inference_ms: deque[float] = deque(maxlen=100)    # model run alone, for telemetry
         self.counters = {"blocks": 0, "samples": 0, "windows": 0, "cannot_interpret": 0, "gaps": 0,
                          "errors": 0, "overruns": 0}
         self.last_result: dict[str, Any] | None = None
@@ -142,8 +143,6 @@ class Daemon:
         self.pipeline = Pipeline(self.model, PipelineSettings.from_config(cfg), cfg.device_id,
                                  patient=self.patient.get, run_id=self.run_id)
         self._warm_up()
-        self.control = ControlServer(cfg.control_socket, self)
-        self.control.start()
         if mqtt_enabled(cfg.mqtt):
             self._start_uplink()
         if cfg.get("display.enabled"):
@@ -159,6 +158,9 @@ class Daemon:
             "model_version": self.model.model_version, "model_sha256": self.model.model_sha256,
             "fs": int(cfg.get("frontend.fs")), "stride_s": float(cfg.get("windows.stride_s")),
             "length_s": float(cfg.get("windows.length_s"))})
+        # The control socket answers only once every service (uplink, display) is up: "status ok" means ready.
+        self.control = ControlServer(cfg.control_socket, self)
+        self.control.start()
         self.state = "ready"
         self.ready_s = time.monotonic() - self.t_created
         self.notifier.ready(f"ready in {self.ready_s:.2f} s; waiting for the front end on {cfg.get('frontend.port')}")
@@ -243,10 +245,17 @@ class Daemon:
         self.uplink = Uplink(self.cfg.mqtt, self.cfg.device_id, self.cfg.state_dir / "outbox.sqlite",
                              control=self, model_store=self.model_store, on_delivered=self._on_delivered)
         self.uplink.set_birth({"software_version": __version__, "model_version": self.model.model_version,
-                               "model_sha256": self.model.model_sha256, "config_version": self.config_version()})
+                               "model_sha256": self.model.model_sha256, "config_version": self.config_version(),
+                               "frontend": self._frontend_birth()})
         self.uplink.start()
         for d in self.store.unqueued():           # committed before a crash, never handed to the outbox
             self._publish_result(d)
+
+    def _frontend_birth(self) -> dict[str, Any]:
+        """Front-end identity for the retained birth: what is configured, and what the device reported."""
+        return {"port": self.cfg.get("frontend.port"), "fs": int(self.cfg.get("frontend.fs")),
+                "status": str(getattr(self.driver, "status", "none")),
+                "info": _jsonable(getattr(self.driver, "info", None))}
 
     def _start_display(self) -> None:
         from edge_app.display import DisplayServer, LiveHub
@@ -339,6 +348,8 @@ class Daemon:
         self._clear_condition("frontend_stalled")
         self.counters["blocks"] += 1
         self.counters["samples"] += block.n
+        if self.uplink is not None and (self.counters["blocks"] == 1 or block.events):
+            self.uplink.set_birth({"frontend": self._frontend_birth()})   # the device (re)introduced itself
         dt = None if block.device_time_us is None else int(block.device_time_us)
         if block.gap_before != 0 or block.events:
             self.counters["gaps"] += 1
@@ -424,6 +435,10 @@ class Daemon:
                 log.exception("result sink failed")
         total = r.timings_ms.get("since_last_sample_ms", 0.0) + (time.monotonic() - t0) * 1000
         self.latencies_ms.append(total)
+        if "model_ms" in r.timings_ms:
+            self.inference_ms.append(r.timings_ms["model_ms"])
+        if self.uplink is not None:       # refresh what the next periodic telemetry carries (no publish now)
+            self.uplink.publish_telemetry(self._telemetry_metrics(), now=False)
         log.info("result %s window %.1f-%.1f s: %s (priority %s), quality %s%s, HR %s, %.0f ms after last sample",
                  r.id[:8], r.window.start_s, r.window.end_s, r.triage_level, r.alarm_priority, r.quality.verdict,
                  f" ({'; '.join(r.quality.reasons)})" if r.quality.reasons else "",
@@ -663,6 +678,20 @@ class Daemon:
     def store_stats(self) -> dict[str, Any]:
         return self.store.stats()
 
+    def _telemetry_metrics(self) -> dict[str, Any]:
+        """What only the daemon knows, merged by the uplink into its system-health telemetry."""
+        drv = self.driver
+        inf = sorted(self.inference_ms)
+        lat = sorted(self.latencies_ms)
+        last = self.last_result or {}
+        m = {"state": self.state, "counters": dict(self.counters), "alarms_active": sorted(self.active),
+                "frontend_status": str(getattr(drv, "status", "none")),
+                "frontend_stats": _jsonable(getattr(drv, "stats", None)),
+                "signal_quality": (last.get("quality") or {}).get("verdict"),
+                "inference_ms": None if not inf else round(inf[len(inf) // 2], 2),
+                "result_latency_ms": None if not lat else round(lat[len(lat) // 2], 1)}
+        return {k: v for k, v in m.items() if v is not None}     # unknown yet: absent, never null
+
     def _publish_status(self) -> None:
         st = f"{self.state}; windows {self.counters['windows']}; alarms {len(self.active)}"
         if self.active and time.monotonic() - self._alarms_saved > ALARM_REFRESH_S:
@@ -672,8 +701,9 @@ class Daemon:
             self.hub.set_status(self.status())
         if self.uplink is not None:
             try:
-                self.uplink.publish_telemetry({"state": self.state, "counters": dict(self.counters),
-                                               "alarms_active": sorted(self.active)})
+                first = not getattr(self, "_telemetry_sent", False)
+                self.uplink.publish_telemetry(self._telemetry_metrics(), now=first)
+                self._telemetry_sent = True
             except Exception:  # noqa: BLE001
                 log.exception("telemetry failed")
 

@@ -30,7 +30,7 @@ def test_daemon_takes_a_signed_rollout_refuses_tampering_and_rolls_back(tmp_path
     with MosquittoBroker(tmp_path / "broker") as broker:
         col = Collector(broker.port, "ecg/test-dev/#")
         sim = _sim(tmp_path, NORM_RECORD, speed=4.0)
-        cfg = _config(tmp_path, extra=f'[mqtt]\nenabled = true\nport = {broker.port}\nreconnect_max_s = 1.0\n'
+        cfg = _config(tmp_path, extra=f'[mqtt]\nenabled = true\nport = {broker.port}\nreconnect_max_s = 1.0\ntelemetry_interval_s = 1\n'
                                       f'model_public_key = "{tmp_path / "fleet.pub"}"\n')
         proc = _start_daemon(cfg, tmp_path)
         try:
@@ -60,6 +60,12 @@ def test_daemon_takes_a_signed_rollout_refuses_tampering_and_rolls_back(tmp_path
             deadline = time.monotonic() + 60
             while not any("9.9.9-e2e" in json.dumps(m["result"].get("model")) for m in col.on("triage")):
                 assert time.monotonic() < deadline, f"no result from the new model: {col.on('triage')[-1:]}"
+                time.sleep(0.2)
+
+            # periodic telemetry (every 1 s here) carries the daemon's own view once results exist
+            deadline = time.monotonic() + 15
+            while not any(t.get("inference_ms") for t in col.on("telemetry")):
+                assert time.monotonic() < deadline, f"telemetry never carried inference_ms: {col.on('telemetry')[-1:]}"
                 time.sleep(0.2)
 
             with FleetClient(port=broker.port) as fleet:
@@ -99,5 +105,12 @@ def test_daemon_takes_a_signed_rollout_refuses_tampering_and_rolls_back(tmp_path
     for doc in col.on("reply"):
         schemas.validate(doc, "reply")
     assert {"birth", "telemetry", "config/reported", "triage"} <= seen, seen
+    # the birth names the front end the device reported; telemetry carries what only the daemon knows
+    births = [b for b in col.on("birth") if (b.get("frontend") or {}).get("info")]
+    assert births and births[-1]["frontend"]["info"]["device_id"], col.on("birth")[-1:]
+    tele = [t for t in col.on("telemetry") if t.get("frontend_status") == "streaming"]
+    assert tele, [(t["ts"], t.get("frontend_status"), t["counters"]["blocks"]) for t in col.on("telemetry")]
+    assert any(t.get("signal_quality") in ("good", "acceptable") and t.get("inference_ms") for t in tele), \
+        [(t["ts"], t.get("signal_quality"), t.get("inference_ms"), t["counters"]["blocks"]) for t in tele]
     audit = (tmp_path / "state" / "audit.jsonl").read_text()
     assert audit.count("model_changed") == 2

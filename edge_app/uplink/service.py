@@ -215,12 +215,16 @@ class Uplink:
         self._wake.set()
         return msg_id
 
-    def publish_telemetry(self, metrics: dict[str, Any]) -> None:
-        """Merge the daemon's latest metrics and publish telemetry now (retained, QoS 0, latest only)."""
+    def publish_telemetry(self, metrics: dict[str, Any], now: bool = True) -> None:
+        """Merge the daemon's latest metrics into telemetry (retained, QoS 0, latest only).
+
+        now=True publishes on the sender's next turn; now=False only refreshes what the next periodic
+        telemetry (every telemetry_interval_s) will carry, so frequent updates do not flood the broker."""
         with self._lock:
             self._telemetry_extra.update(metrics)
-        self._last_telemetry = 0.0  # the sender publishes on its next turn
-        self._wake.set()
+        if now:
+            self._last_telemetry = 0.0  # the sender publishes on its next turn
+            self._wake.set()
 
     def set_birth(self, info: dict[str, Any]) -> None:
         """Set what the birth message says (model, front end, config version...). Republished at once if online."""
