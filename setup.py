@@ -1,4 +1,6 @@
 """ECG edge triage appliance. A triage aid, not a diagnosis."""
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 DEVICE = [
@@ -25,6 +27,9 @@ setup(
     packages=find_packages(include=["firmware_bridge*", "edge_app*", "training*"]),
     include_package_data=True,
     package_data={"edge_app": ["display/static/*", "data/records/*", "uplink/schemas/*.json", "default_config.toml"]},
+    # The shipped model travels with the software (found by edge_app.config for non-editable installs).
+    data_files=[("share/ecg-edge/quantized_models",
+                 [str(p) for p in sorted(Path("quantized_models").glob("*")) if p.is_file()])],
     install_requires=DEVICE,
     extras_require={"train": TRAIN, "dev": DEV, "all": TRAIN + DEV},
     entry_points={

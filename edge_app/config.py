@@ -23,8 +23,18 @@ from typing import Any, Callable
 from edge_app.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-#: The shipped model manifest (repo layout: <repo>/quantized_models/manifest.json next to edge_app/).
-SHIPPED_MANIFEST = PACKAGE_DIR.parent / "quantized_models" / "manifest.json"
+
+
+def _shipped_manifest() -> Path:
+    """The shipped model manifest: <repo>/quantized_models/ next to edge_app/ (source tree, editable install),
+    else <prefix>/share/ecg-edge/quantized_models/ where `pip install .` puts it (setup.py data_files)."""
+    import sys
+    in_tree = PACKAGE_DIR.parent / "quantized_models" / "manifest.json"
+    installed = Path(sys.prefix) / "share" / "ecg-edge" / "quantized_models" / "manifest.json"
+    return in_tree if in_tree.exists() or not installed.exists() else installed
+
+
+SHIPPED_MANIFEST = _shipped_manifest()
 CLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
 
 
