@@ -97,6 +97,7 @@ class Daemon:
         self._alarms_saved = 0.0                                    # monotonic time of the last save
         self.latencies_ms: deque[float] = deque(maxlen=1000)
         self.inference_ms: deque[float] = deque(maxlen=100)    # model run alone, for telemetry
+        self._telemetry_sent = False     # the first telemetry goes out at once; later ones on the uplink's interval
         self.counters = {"blocks": 0, "samples": 0, "windows": 0, "cannot_interpret": 0, "gaps": 0,
                          "errors": 0, "overruns": 0}
         self.last_result: dict[str, Any] | None = None
@@ -701,8 +702,7 @@ class Daemon:
             self.hub.set_status(self.status())
         if self.uplink is not None:
             try:
-                first = not getattr(self, "_telemetry_sent", False)
-                self.uplink.publish_telemetry(self._telemetry_metrics(), now=first)
+                self.uplink.publish_telemetry(self._telemetry_metrics(), now=not self._telemetry_sent)
                 self._telemetry_sent = True
             except Exception:  # noqa: BLE001
                 log.exception("telemetry failed")

@@ -38,6 +38,22 @@ def assert_priority_order(msgs: list[dict]) -> None:
         assert seqs == sorted(seqs)
 
 
+
+def _drain_after_restart(tmp_path, db, broker, expected: int, settle_s: float) -> list[dict]:
+    """Bring the broker back, restart a daemon that only drains the outbox file, collect what arrives."""
+    broker.start()
+    col = Collector(broker.port, "ecg/amb-kill/triage")
+    proc2 = _runner(tmp_path, db, broker.port, 0)  # the restarted daemon: only drains
+    try:
+        col.wait_for("triage", expected, timeout=30)
+        time.sleep(settle_s)
+        return col.on("triage")
+    finally:
+        proc2.kill()
+        proc2.wait(10)
+        col.close()
+        broker.stop()
+
 def test_outage_then_recovery_delivers_everything_critical_first_once(tmp_path):
     broker = MosquittoBroker(tmp_path, persistence=True).start()
     # the dashboard's subscriber has a persistent session, so it misses nothing across broker restarts
@@ -180,18 +196,7 @@ def test_sigkill_with_full_outbox_then_restart_loses_nothing(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert len(acks) == 300
-    broker.start()
-    col = Collector(broker.port, "ecg/amb-kill/triage")
-    proc2 = _runner(tmp_path, db, broker.port, 0)  # the restarted daemon: only drains
-    try:
-        got = col.wait_for("triage", len(acks), timeout=30)
-        time.sleep(0.5)
-        got = col.on("triage")
-    finally:
-        proc2.kill()
-        proc2.wait(10)
-        col.close()
-        broker.stop()
+    got = _drain_after_restart(tmp_path, db, broker, len(acks), settle_s=0.5)
     ids = Counter(m["msg_id"] for m in got)
     missing = set(acks) - set(ids)
     assert not missing, f"{len(missing)} acknowledged results lost after SIGKILL"
@@ -212,18 +217,7 @@ def test_sigkill_with_outbox_at_its_budget_then_restart_loses_nothing(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert 30 < len(acks) < 10_000, len(acks)
-    broker.start()
-    col = Collector(broker.port, "ecg/amb-kill/triage")
-    proc2 = _runner(tmp_path, db, broker.port, 0)
-    try:
-        got = col.wait_for("triage", len(acks), timeout=30)
-        time.sleep(0.3)
-        got = col.on("triage")
-    finally:
-        proc2.kill()
-        proc2.wait(10)
-        col.close()
-        broker.stop()
+    got = _drain_after_restart(tmp_path, db, broker, len(acks), settle_s=0.3)
     ids = Counter(m["msg_id"] for m in got)
     assert set(acks) <= set(ids) and max(ids.values()) == 1
     assert_priority_order(got)
