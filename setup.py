@@ -13,8 +13,11 @@ DEVICE = [
     "cryptography>=41",
     "psutil>=5.9",
 ]
-TRAIN = ["tensorflow==2.21.*", "pandas>=2", "matplotlib>=3.7"]
-DEV = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "jsonschema>=4.18"]
+TRAIN = ["tensorflow==2.21.*", "tf_keras==2.21.*", "tensorflow-model-optimization>=0.8", "pandas>=2", "matplotlib>=3.7"]
+# The receiving end (cloud_dashboard): never needed on the device.
+CLOUD = ["fastapi>=0.110", "uvicorn>=0.29", "sqlalchemy>=2.0", "alembic>=1.13", "psycopg[binary]>=3.1",
+         "argon2-cffi>=23", "python-multipart>=0.0.9", "httpx>=0.27"]
+DEV = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "jsonschema>=4.18", "playwright>=1.40"]
 
 setup(
     name="ecg-edge-triage",
@@ -31,7 +34,7 @@ setup(
     data_files=[("share/ecg-edge/quantized_models",
                  [str(p) for p in sorted(Path("quantized_models").glob("*")) if p.is_file()])],
     install_requires=DEVICE,
-    extras_require={"train": TRAIN, "dev": DEV, "all": TRAIN + DEV},
+    extras_require={"train": TRAIN, "cloud": CLOUD, "dev": DEV, "all": TRAIN + CLOUD + DEV},
     entry_points={
         "console_scripts": [
             "ecg-edge=edge_app.cli:main",

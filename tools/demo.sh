@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install.sh
-exec ecg-edge demo "$@"
+exec "${ECG_VENV:-$PWD/.venv}/bin/ecg-edge" demo "$@"

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install.sh --dev
 set +e
-python3 -m pytest -p no:cacheprovider "$@"
+"${ECG_VENV:-$PWD/.venv}/bin/python" -m pytest -p no:cacheprovider "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then
