@@ -52,6 +52,21 @@ class Topics:
         return f"{self.base}/event"
 
     @property
+    def strip(self) -> str:
+        """device -> station: the 12-lead strip of one result (ecg.strip/1, durable outbox)."""
+        return f"{self.base}/strip"
+
+    @property
+    def receipt(self) -> str:
+        """station -> device: "stored by <station> at <time>" for messages it committed (ecg.receipt/1)."""
+        return f"{self.base}/receipt"
+
+    @property
+    def review(self) -> str:
+        """station -> device: a clinician's review of one result (ecg.review/1)."""
+        return f"{self.base}/review"
+
+    @property
     def telemetry(self) -> str:
         return f"{self.base}/telemetry"
 

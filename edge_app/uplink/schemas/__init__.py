@@ -15,7 +15,8 @@ from typing import Any
 DIR = Path(__file__).resolve().parent
 #: topic leaf -> schema file
 BY_LEAF = {"triage": "triage.json", "alarm": "alarm.json", "event": "event.json", "birth": "birth.json",
-           "telemetry": "telemetry.json", "config/reported": "config_reported.json", "cmd": "command.json", "reply": "reply.json"}
+           "telemetry": "telemetry.json", "config/reported": "config_reported.json", "cmd": "command.json", "reply": "reply.json",
+           "strip": "strip.json", "receipt": "receipt.json", "review": "review.json"}
 SUPPORTED = {"$schema", "$id", "title", "description", "type", "const", "enum", "required", "properties",
              "additionalProperties", "items", "pattern", "minLength", "maxLength", "minimum", "oneOf"}
 
