@@ -35,7 +35,6 @@ def _shipped_manifest() -> Path:
 
 
 SHIPPED_MANIFEST = _shipped_manifest()
-CLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
 
 
 @dataclass(frozen=True)
@@ -165,6 +164,7 @@ def _check_value(section: str, name: str, key: Key, value: Any) -> Any:
 
 
 def _check_thresholds(value: Any) -> dict[str, float]:
+    from edge_app.signal_chain.contract import CLASSES   # the model contract names the classes (lazy: numpy)
     if not isinstance(value, dict):
         raise ConfigError("model.thresholds", f"expected a table, got {type(value).__name__}",
                           "write [model.thresholds] with lines like MI = 0.4")

@@ -26,10 +26,10 @@ from edge_app.results import (Explanation, ModelInfo, PatientContext, QualitySum
                               new_id, utc_now_iso)
 from edge_app.triage import decide, merge_thresholds
 from edge_app.windowing import Window, WindowAssembler
+from firmware_bridge.leads import ELECTRODES, LEADS  # noqa: F401 - ELECTRODES re-exported
+from firmware_bridge.records import RecordError, read_wfdb_uv  # noqa: F401 - RecordError re-exported
 
 log = logging.getLogger(__name__)
-LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
-ELECTRODES = ("RA", "LA", "LL", "V1", "V2", "V3", "V4", "V5", "V6")
 
 
 @dataclass
@@ -220,41 +220,14 @@ class Pipeline:
 
 
 # ------------------------------------------------------------------------------------------- replay
-class RecordError(ValueError):
-    """A record that cannot be replayed (missing, not 12 leads, rate below 100 Hz)."""
-
-
 def read_record(path: str | Path) -> tuple[np.ndarray, float, str]:
-    """WFDB record -> ((n, 12) microvolts in standard lead order, fs, name)."""
-    import wfdb
-    p = Path(path)
-    if p.suffix in (".hea", ".dat"):
-        p = p.with_suffix("")
-    try:
-        rec = wfdb.rdrecord(str(p))
-    except FileNotFoundError:
-        raise RecordError(f"{p}: no such WFDB record (give the path without extension, e.g. records500/00000/00001_hr)") from None
-    except Exception as e:  # noqa: BLE001 - wfdb raises many types for a bad header
-        raise RecordError(f"{p}: cannot read WFDB record ({e})") from None
-    fs = float(rec.fs)
-    if fs < 100:
-        raise RecordError(f"{p}: sampled at {fs:g} Hz; replay needs at least 100 Hz")
-    names = [str(n).strip().upper() for n in rec.sig_name]
-    want = [n.upper() for n in LEADS]
-    try:
-        order = [names.index(n) for n in want]
-    except ValueError:
-        if rec.n_sig == 12:
-            order = list(range(12))
-            log.warning("%s: lead names %s not standard; assuming standard order", p, rec.sig_name)
-        else:
-            raise RecordError(f"{p}: needs the 12 standard leads {list(LEADS)}, has {rec.sig_name}") from None
-    units = [str(u).lower() for u in rec.units]
-    scale = np.array([1.0 if units[i] in ("uv", "µv") else 1000.0 for i in order])
-    x = rec.p_signal[:, order] * scale
-    if not np.all(np.isfinite(x)):
-        x = np.nan_to_num(x, nan=0.0)    # WFDB NaN = invalid sample; the quality gate judges the result
-    return x, fs, p.name
+    """WFDB record -> ((n, 12) microvolts in LEADS order, fs, name). Missing samples stay NaN (never zeros):
+    the quality gate judges a window with a gap "cannot interpret". Errors: RecordError naming file and fix."""
+    rec = read_wfdb_uv(path)
+    if rec.fs < 100:
+        raise RecordError(f"{rec.path}.hea: sampled at {rec.fs:g} Hz; replay needs at least 100 Hz "
+                          f"(the model reads 100 Hz)")
+    return rec.leads_uv(LEADS), rec.fs, rec.name
 
 
 def record_blocks(x: np.ndarray, fs: float, block_s: float = 0.1) -> list[Any]:

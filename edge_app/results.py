@@ -191,7 +191,8 @@ def validate_result_dict(d: dict[str, Any]) -> list[str]:
             problems.append("cannot_interpret without a technical alarm")
     else:
         p = d["probabilities"] or {}
-        for c in ("NORM", "MI", "STTC", "CD", "HYP"):
+        from edge_app.signal_chain.contract import CLASSES   # the model contract names the classes
+        for c in CLASSES:
             if not isinstance(p.get(c), (int, float)):
                 problems.append(f"probabilities.{c} missing")
     for k in ("version", "sha256"):

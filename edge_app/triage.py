@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edge_app.results import Alarm, new_id, utc_now_iso
+from edge_app.signal_chain.contract import CLASSES
 
 ABNORMAL = ("STTC", "CD", "HYP")
 CLASS_TEXT = {"MI": "suspected myocardial infarction", "STTC": "ST/T change", "CD": "conduction disturbance",
@@ -31,7 +32,7 @@ class TriageDecision:
 
 
 def merge_thresholds(manifest_thresholds: dict[str, float], overrides: dict[str, float]) -> dict[str, float]:
-    t = {c: 0.5 for c in ("NORM", "MI", "STTC", "CD", "HYP")}
+    t = {c: 0.5 for c in CLASSES}
     t.update({k: float(v) for k, v in (manifest_thresholds or {}).items()})
     t.update({k: float(v) for k, v in (overrides or {}).items()})
     return t

@@ -10,13 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: The 8 measured channels, in wire order.
-CHANNELS: tuple[str, ...] = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
-#: The 12 standard leads, in PTB-XL order (the order used everywhere above the wire).
-LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF",
-                          "V1", "V2", "V3", "V4", "V5", "V6")
-#: Electrodes with a lead-off comparator (RL is the driven right-leg electrode, not sensed).
-ELECTRODES: tuple[str, ...] = ("RA", "LA", "LL", "V1", "V2", "V3", "V4", "V5", "V6")
+from .leads import CHANNELS, ELECTRODES, LEADS  # noqa: F401 - re-exported: what the driver hands up
 
 
 def derive_leads(channels: np.ndarray) -> np.ndarray:

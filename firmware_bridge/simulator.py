@@ -32,6 +32,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from . import protocol as P
+from .records import RecordError, read_wfdb_uv
 from .samples import CHANNELS, ELECTRODES
 
 FAULT_KINDS = ("electrode_off", "noise", "wander", "mains", "flat", "saturate", "drop", "corrupt",
@@ -137,37 +138,23 @@ def parse_fault(spec: str) -> Fault:
 # records
 
 
-def _record_base(path: str | os.PathLike) -> str:
-    p = str(path)
-    for ext in (".hea", ".dat"):
-        if p.endswith(ext):
-            p = p[: -len(ext)]
-    return p
-
-
 def load_record(path: str | os.PathLike) -> tuple[int, np.ndarray]:
-    """WFDB record -> (fs, (n, 8) float64 microvolts in CHANNELS order). Channels are found by name."""
-    import wfdb  # only the simulator needs it
+    """WFDB record -> (fs, (n, 8) float64 microvolts in CHANNELS order), read by the appliance's one WFDB
+    reader (records.read_wfdb_uv: channels found by name, units from the header, missing samples NaN).
 
-    base = _record_base(path)
-    if not Path(base + ".hea").exists():
-        raise SimulatorError(f"no WFDB record at {base!r} (expected {base}.hea next to its .dat)")
-    rec = wfdb.rdrecord(base, physical=True)
-    names = [n.strip().upper() for n in rec.sig_name]
-    missing = [c for c in CHANNELS if c.upper() not in names]
-    if missing:
-        raise SimulatorError(f"record {base!r} lacks channel(s) {', '.join(missing)}; "
-                             f"it has {', '.join(rec.sig_name)}")
-    scale = []
-    for c in CHANNELS:
-        unit = (rec.units[names.index(c.upper())] or "mV").strip()
-        scale.append({"mV": 1000.0, "uV": 1.0, "µV": 1.0, "V": 1e6}.get(unit, None))
-        if scale[-1] is None:
-            raise SimulatorError(f"record {base!r}: channel {c} has unit {unit!r}; expected mV, uV or V")
-    sig = rec.p_signal[:, [names.index(c.upper()) for c in CHANNELS]] * np.asarray(scale)
-    sig = np.nan_to_num(sig, nan=0.0)
+    A missing sample cannot travel on the wire (a front end has no "no value" code), so frames holding one
+    are not sent: the host sees a sequence gap, exactly as when a real front end loses frames.
+    """
+    try:
+        rec = read_wfdb_uv(path)
+        sig = rec.leads_uv(CHANNELS)
+    except RecordError as e:
+        raise SimulatorError(str(e)) from None
     if sig.shape[0] < 2:
-        raise SimulatorError(f"record {base!r} is empty")
+        raise SimulatorError(f"{rec.path}: has {sig.shape[0]} sample(s); the simulator needs at least 2")
+    if rec.fs != round(rec.fs) or not P.FRAMES_PER_SECOND <= rec.fs:
+        raise SimulatorError(f"{rec.path}.hea: sampled at {rec.fs:g} Hz; the simulator replays whole rates of "
+                             f"at least {P.FRAMES_PER_SECOND} Hz (resample the record first)")
     return int(round(rec.fs)), sig
 
 
@@ -189,6 +176,7 @@ def resample_to(sig_uv: np.ndarray, fs_in: int, fs_out: int) -> np.ndarray:
 class SimulatorStats:
     frames_sent: int = 0
     frames_dropped: int = 0          # by a drop fault
+    frames_missing: int = 0          # not sent: the record has no sample there (NaN), see load_record
     frames_corrupted: int = 0        # by a corrupt fault
     frames_unread: int = 0           # output buffer full: nobody reading (a UART would lose them too)
     commands: int = 0
@@ -511,6 +499,9 @@ class FrontEndSimulator:
             return False
         rows = np.arange(idx0, idx0 + n) % sig.shape[0]
         uv = sig[rows].copy()
+        missing = bool(np.isnan(uv).any())       # a gap in the record is a gap on the wire
+        if missing:
+            uv = np.nan_to_num(uv, nan=0.0)
         t = t0 + np.arange(n) / fs
         status = np.zeros(n, dtype=np.uint16)
         flat = np.zeros(n, dtype=bool)
@@ -557,6 +548,9 @@ class FrontEndSimulator:
         self._seq += 1
         self._clock_samples += n
         self._stream_n += n
+        if missing:
+            self.stats.frames_missing += 1
+            return True
         if self._drop_left > 0:
             self._drop_left -= 1
             self.stats.frames_dropped += 1

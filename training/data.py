@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_app.signal_chain.contract import CLASSES, N_SAMPLES, demographics_vector, make_model_input
+from firmware_bridge.leads import LEADS
+from firmware_bridge.records import RecordError, read_wfdb_uv
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +138,6 @@ def load_official(root: str | Path, rate: int = 100, folds: tuple[int, ...] | No
     Split: folds 1-8 'train', 9 'val', 10 'test'.
     """
     import pandas as pd
-    import wfdb
     from scipy.signal import resample_poly
     r = Path(root)
     db_path, scp_path = r / "ptbxl_database.csv", r / "scp_statements.csv"
@@ -155,11 +156,10 @@ def load_official(root: str | Path, rate: int = 100, folds: tuple[int, ...] | No
         rec_path = r / row[col]
         if not Path(str(rec_path) + ".hea").exists():
             raise DataError(f"record {rec_path}.hea listed in ptbxl_database.csv is missing")
-        rec = wfdb.rdrecord(str(rec_path), physical=False)
-        sig = rec.d_signal.astype(np.float64)
-        gains = np.array(rec.adc_gain, dtype=np.float64)
-        baseline = np.array(rec.baseline, dtype=np.float64)
-        uv = (sig - baseline) / gains * 1000.0
+        try:
+            uv = read_wfdb_uv(rec_path).leads_uv(LEADS)      # the device's one WFDB reader (NaN = missing)
+        except RecordError as e:
+            raise DataError(str(e)) from None
         if rate == 500:
             uv = resample_poly(uv, 1, 5, axis=0)
         if uv.shape != (N_SAMPLES, 12):

@@ -26,18 +26,12 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from firmware_bridge.samples import ELECTRODES, LEADS
+from firmware_bridge.leads import ELECTRODES, LEAD_ELECTRODES, LEADS
 
 log = logging.getLogger(__name__)
 
 SEXES = ("male", "female")
 DISPLAY_HIGHPASS_HZ = 0.5
-#: Electrodes each lead depends on (V leads are referred to Wilson's terminal: RA, LA, LL).
-LEAD_ELECTRODES: dict[str, tuple[str, ...]] = {
-    "I": ("RA", "LA"), "II": ("RA", "LL"), "III": ("LA", "LL"),
-    "aVR": ("RA", "LA", "LL"), "aVL": ("RA", "LA", "LL"), "aVF": ("RA", "LA", "LL"),
-    **{v: (v, "RA", "LA", "LL") for v in ("V1", "V2", "V3", "V4", "V5", "V6")},
-}
 _DEP = np.array([[e in LEAD_ELECTRODES[lead] for e in ELECTRODES] for lead in LEADS], dtype=bool)  # (12, 9)
 AGE_MIN, AGE_MAX = 0, 120
 

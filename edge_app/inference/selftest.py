@@ -13,17 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from edge_app.inference.model import ModelError, load_model
+from firmware_bridge.leads import LEADS
+from firmware_bridge.records import read_wfdb_uv
 
 RECORDS_DIR = Path(__file__).resolve().parents[1] / "data" / "records"
 
 
 def read_record_uv(record_path: str | Path) -> np.ndarray:
-    """WFDB record (no extension) -> (n, 12) float64 microvolts."""
-    import wfdb
-    rec = wfdb.rdrecord(str(record_path), physical=False)
-    gains = np.array(rec.adc_gain, dtype=np.float64)
-    base = np.array(rec.baseline, dtype=np.float64)
-    return (rec.d_signal.astype(np.float64) - base) / gains * 1000.0
+    """WFDB record (no extension) -> (n, 12) float64 microvolts, LEADS order (the one WFDB reader)."""
+    return read_wfdb_uv(record_path).leads_uv(LEADS)
 
 
 def builtin_records() -> list[dict]:

@@ -20,11 +20,11 @@ from functools import lru_cache
 import numpy as np
 from scipy import signal as sps
 
+from firmware_bridge.leads import LEADS
+
 FS_HZ = 100
 WINDOW_S = 10
 N_SAMPLES = FS_HZ * WINDOW_S
-LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF",
-                          "V1", "V2", "V3", "V4", "V5", "V6")
 CLASSES: tuple[str, ...] = ("NORM", "MI", "STTC", "CD", "HYP")
 HIGHPASS_HZ = 0.5
 HIGHPASS_ORDER = 2

@@ -24,7 +24,6 @@ from .contract import LEADS
 
 WINDOW_S = 10.0
 DISCLAIMER = "Triage aid, not a diagnosis."
-_UNIT_TO_UV = {"uv": 1.0, "µv": 1.0, "mv": 1000.0, "v": 1e6, "nv": 1e-3}
 _LEAD_ALIASES = {n.upper(): n for n in LEADS}
 
 
@@ -33,24 +32,13 @@ class MeasureError(Exception):
 
 
 def _read(path: str) -> tuple[np.ndarray, float, list[str], str]:
-    import wfdb
-    p = Path(path)
-    if p.suffix in (".hea", ".dat", ".atr"):
-        p = p.with_suffix("")
-    if not p.with_suffix(".hea").exists():
-        raise MeasureError(f"{path}: no WFDB header {p.with_suffix('.hea')} (give the record path without "
-                           "extension, e.g. data/100 for data/100.hea + data/100.dat)")
+    """The appliance's one WFDB reader (units -> microvolts from the header, missing samples NaN)."""
+    from firmware_bridge.records import RecordError, read_wfdb_uv
     try:
-        rec = wfdb.rdrecord(str(p))
-    except Exception as e:  # noqa: BLE001 - wfdb raises many exception types for a bad record
-        raise MeasureError(f"{path}: cannot read WFDB record ({type(e).__name__}: {e})") from None
-    if rec.p_signal is None or rec.p_signal.size == 0:
-        raise MeasureError(f"{path}: record has no samples")
-    sig = np.asarray(rec.p_signal, dtype=np.float64)
-    units = list(rec.units or ["mV"] * sig.shape[1])
-    scale = np.array([_UNIT_TO_UV.get(str(u).strip().lower(), 1000.0) for u in units])
-    names = [str(n) for n in (rec.sig_name or [f"ch{i}" for i in range(sig.shape[1])])]
-    return sig * scale, float(rec.fs), names, p.name
+        rec = read_wfdb_uv(path)
+    except RecordError as e:
+        raise MeasureError(str(e)) from None
+    return rec.signals_uv, rec.fs, list(rec.sig_names), rec.name
 
 
 def _fill_gaps(x: np.ndarray) -> tuple[np.ndarray, int]:

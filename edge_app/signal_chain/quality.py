@@ -29,18 +29,9 @@ from scipy import signal as sps
 
 from .contract import LEADS
 
-#: Electrodes with a lead-off comparator, in the front end's flag order (firmware_bridge.samples).
-ELECTRODES: tuple[str, ...] = ("RA", "LA", "LL", "V1", "V2", "V3", "V4", "V5", "V6")
-LIMB_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF")
-CHEST_LEADS = ("V1", "V2", "V3", "V4", "V5", "V6")
-#: Leads disturbed by each electrode. A limb electrode also disturbs every chest lead, because
-#: chest leads are measured against Wilson's central terminal (the mean of RA, LA and LL).
-ELECTRODE_LEADS: dict[str, tuple[str, ...]] = {
-    "RA": ("I", "II", "aVR", "aVL", "aVF") + CHEST_LEADS,
-    "LA": ("I", "III", "aVR", "aVL", "aVF") + CHEST_LEADS,
-    "LL": ("II", "III", "aVR", "aVL", "aVF") + CHEST_LEADS,
-    **{v: (v,) for v in CHEST_LEADS},
-}
+#: Electrodes (front end's flag order), limb/chest leads and the leads each electrode disturbs (a limb
+#: electrode disturbs every chest lead too: Wilson's central terminal): defined once in firmware_bridge.leads.
+from firmware_bridge.leads import CHEST_LEADS, ELECTRODE_LEADS, ELECTRODES, LIMB_LEADS  # noqa: E402,F401
 
 # --- thresholds (microvolts unless stated) -----------------------------------------------------
 #: ADS1298 at gain 6 and 2.4 V reference: input range +/-400 mV. A floating electrode drives its

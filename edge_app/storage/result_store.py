@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 
 from edge_app.storage.atomic import atomic_move_into, atomic_write_bytes, fsync_dir
+from firmware_bridge.leads import LEADS
 
 log = logging.getLogger(__name__)
-LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 UV_PER_LSB = 1.0          # strip resolution: 1 uV, range +/-32.767 mV
 
 

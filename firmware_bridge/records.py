@@ -1,0 +1,230 @@
+"""The one WFDB reader: a record on disk -> microvolts, with one rule for units and one for missing samples.
+
+Replay, the front-end simulator, `ecg-edge measure`, the self-test and training all read records here,
+so a record means the same signal everywhere.
+
+- Units: every signal is converted from its stored digital values with the header's own gain and
+  baseline, then from the header's physical unit (mV, uV/µV, V, nV; blank = mV, the WFDB default)
+  to microvolts. A unit that is not a voltage is refused, never guessed.
+- Missing samples: WFDB stores "no sample here" as a reserved digital value (-32768 in format 16).
+  Those become NaN, never zero: a gap filled with zeros looks like a flat, clean signal and would be
+  analysed as one. What to do with NaN is the caller's decision (the quality gate refuses the window).
+- Bad records: every problem is a RecordError whose message names the file, says what is wrong and
+  how to fix it (no "list index out of range" from deep inside a parser).
+
+Why the header is checked here before the wfdb library reads it: the library reports a header with
+too few signal lines, a text file posing as a header or a short .dat file as IndexError / ValueError
+with messages that name neither the file nor the fix.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .leads import canonical_lead
+
+#: Physical unit (case-insensitive, µ/μ written as u) -> microvolts per unit.
+UNIT_TO_UV: dict[str, float] = {"mv": 1000.0, "uv": 1.0, "v": 1e6, "nv": 1e-3}
+#: WFDB's default ADC gain when a header gives none or 0 (WFDB header spec).
+DEFAULT_GAIN = 200.0
+_EXTENSIONS = (".hea", ".dat")
+
+
+class RecordError(ValueError):
+    """A WFDB record that cannot be read as asked. The message names the file, the problem and the fix."""
+
+
+@dataclass(frozen=True)
+class WfdbRecord:
+    """A record read by read_wfdb_uv. signals_uv is (n, channels) float64 microvolts; NaN = missing sample."""
+    path: str                      # record path without extension
+    fs: float
+    signals_uv: np.ndarray
+    sig_names: tuple[str, ...]     # as written in the header
+    units: tuple[str, ...]         # as written in the header
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.signals_uv.shape[0])
+
+    @property
+    def missing_samples(self) -> int:
+        """Samples the record marks as missing (NaN), over all channels."""
+        return int(np.count_nonzero(np.isnan(self.signals_uv)))
+
+    def leads_uv(self, wanted: Sequence[str]) -> np.ndarray:
+        """(n, len(wanted)) microvolts with the columns in `wanted` order, found by lead name.
+
+        Names are matched exactly (case-insensitive, with real synonyms such as AVR for aVR): a signal
+        named 'X6' is not V6, and a record without one of the wanted leads is refused with the list
+        of what it has rather than analysed in an assumed order.
+        """
+        canon = [canonical_lead(n) for n in self.sig_names]
+        cols = []
+        for lead in wanted:
+            hits = [i for i, c in enumerate(canon) if c == lead]
+            if len(hits) > 1:
+                raise RecordError(f"{self.path}.hea: lead {lead} appears {len(hits)} times "
+                                  f"({', '.join(self.sig_names[i] for i in hits)}); keep one signal per lead")
+            cols.append(hits[0] if hits else None)
+        missing = [lead for lead, c in zip(wanted, cols) if c is None]
+        if missing:
+            unknown = [n for n, c in zip(self.sig_names, canon) if c is None]
+            hint = (f"; signal name(s) {', '.join(map(repr, unknown))} are not standard lead names - "
+                    f"rename them in the header if they are {', '.join(missing)}" if unknown else "")
+            raise RecordError(f"{self.path}.hea: lacks lead(s) {', '.join(missing)} (needs "
+                              f"{', '.join(wanted)}; has {', '.join(self.sig_names) or 'no signals'}){hint}")
+        return self.signals_uv[:, cols]
+
+
+def record_base(path: str | os.PathLike) -> Path:
+    """'x/100', 'x/100.hea' or 'x/100.dat' -> Path('x/100') (WFDB names records without extension)."""
+    p = Path(path)
+    return p.with_suffix("") if p.suffix in _EXTENSIONS else p
+
+
+def unit_scale(unit: str | None) -> float | None:
+    """Microvolts per physical unit, or None for a unit that is not a voltage. Blank means mV."""
+    u = (unit or "mV").strip().replace("µ", "u").replace("μ", "u").lower()
+    return UNIT_TO_UV.get(u)
+
+
+# ------------------------------------------------------------------------------------------ header
+@dataclass(frozen=True)
+class _HeaderLines:
+    n_sig: int
+    fs: float
+    n_samples: int | None
+    signal_lines: list[list[str]]
+
+
+def _check_header(base: Path) -> _HeaderLines:
+    """Read the .hea text and check what the wfdb library would otherwise trip over."""
+    hea = Path(str(base) + ".hea")
+    where = str(hea)
+    if not hea.is_file():
+        raise RecordError(f"{where}: not found (no WFDB header, so no WFDB record at {base}); give the record path without extension "
+                          f"(e.g. records500/00000/00001_hr for 00001_hr.hea + 00001_hr.dat)")
+    raw = hea.read_bytes()
+    if b"\x00" in raw:
+        raise RecordError(f"{where}: is a binary file, not a WFDB header (a .hea is a short text file); "
+                          f"check that the .hea and .dat were not swapped or damaged")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    lines = [ln.split() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        raise RecordError(f"{where}: is empty; a WFDB header starts with 'NAME N_SIGNALS FS N_SAMPLES'")
+    rec = lines[0]
+    example = f"e.g. '{base.name} 12 500 5000'"
+    if "/" in rec[0]:
+        raise RecordError(f"{where}: is a multi-segment record, which is not supported; join the segments "
+                          f"into one record (wfdb.wrsamp) first")
+    if len(rec) < 2 or not rec[1].isdigit():
+        raise RecordError(f"{where}: first line {' '.join(rec)[:60]!r} is not a WFDB record line "
+                          f"('NAME N_SIGNALS FS N_SAMPLES', {example}); is this really a WFDB header?")
+    n_sig = int(rec[1])
+    if n_sig < 1:
+        raise RecordError(f"{where}: declares {n_sig} signals; a record needs at least one")
+    fs = 250.0                                        # WFDB default when the field is absent
+    if len(rec) > 2:
+        try:
+            fs = float(rec[2].split("/")[0].split("(")[0])
+        except ValueError:
+            raise RecordError(f"{where}: sampling frequency {rec[2]!r} is not a number ({example})") from None
+    if not math.isfinite(fs) or fs <= 0:
+        raise RecordError(f"{where}: sampling frequency {rec[2]} Hz; a record needs a rate above 0 Hz "
+                          f"(fix the third field of the first line, {example})")
+    n_samples = None
+    if len(rec) > 3:
+        if not rec[3].isdigit():
+            raise RecordError(f"{where}: number of samples {rec[3]!r} is not a whole number ({example})")
+        n_samples = int(rec[3])
+    sig = lines[1:]
+    if len(sig) < n_sig:
+        raise RecordError(f"{where}: declares {n_sig} signals but has {len(sig)} signal line(s); "
+                          f"add the missing lines or set the signal count on the first line to {len(sig)}")
+    sig = sig[:n_sig]
+    for k, s in enumerate(sig):
+        if len(s) < 2:
+            raise RecordError(f"{where}: signal line {k + 1} {' '.join(s)!r} needs at least 'FILE FORMAT'")
+    return _HeaderLines(n_sig, fs, n_samples, sig)
+
+
+def _check_data_files(base: Path, h: _HeaderLines) -> None:
+    """Each .dat must exist, be non-empty and hold as many samples as the header promises."""
+    from wfdb.io._signal import BYTES_PER_SAMPLE
+    per_file: dict[str, list[str]] = {}
+    for s in h.signal_lines:
+        per_file.setdefault(s[0], []).append(s[1])
+    for fname, fmts in per_file.items():
+        if fname == "~":
+            continue                                  # '~' = signal not stored (WFDB): all missing
+        dat = base.parent / fname
+        if not dat.is_file():
+            raise RecordError(f"{dat}: missing; the header {base}.hea names it as the signal file "
+                              f"(copy it next to the header)")
+        size = dat.stat().st_size
+        if size == 0:
+            raise RecordError(f"{dat}: is empty (0 bytes); the record was not copied completely - copy it again")
+        fmt = fmts[0].split("x")[0].split(":")[0].split("+")[0]
+        offset = int(fmts[0].split("+")[1]) if "+" in fmts[0] and fmts[0].split("+")[1].isdigit() else 0
+        bps = BYTES_PER_SAMPLE.get(fmt)
+        if bps is None:
+            raise RecordError(f"{base}.hea: storage format {fmt!r} of {fname} is not a WFDB format "
+                              f"(e.g. 16 or 212)")
+        if h.n_samples and bps:
+            need = offset + math.ceil(h.n_samples * len(fmts) * bps)
+            if size < need:
+                have = int((size - offset) / (len(fmts) * bps)) if size > offset else 0
+                raise RecordError(f"{dat}: is truncated: {size} bytes, the header promises {h.n_samples} samples x "
+                                  f"{len(fmts)} signal(s) in format {fmt} = {need} bytes (only {have} whole "
+                                  f"samples, {have / h.fs:.2f} s, are there); copy the record again")
+
+
+# ------------------------------------------------------------------------------------------ reader
+def read_wfdb_uv(path: str | os.PathLike) -> WfdbRecord:
+    """Read a WFDB record (path with or without .hea/.dat) -> WfdbRecord in microvolts, NaN = missing.
+
+    Raises RecordError (never a library exception) for a missing, malformed, truncated or empty record,
+    a rate of 0 Hz or a signal whose unit is not a voltage.
+    """
+    import wfdb  # a reading tool, imported only where a record is read
+
+    base = record_base(path)
+    h = _check_header(base)
+    _check_data_files(base, h)
+    try:
+        rec = wfdb.rdrecord(str(base), physical=False)
+    except Exception as e:  # noqa: BLE001 - the library raises many types; name the file and the problem
+        raise RecordError(f"{base}.hea: not a readable WFDB record ({type(e).__name__}: {e}); check the header "
+                          f"fields against the .dat file") from None
+    if rec.d_signal is None or rec.d_signal.size == 0 or rec.d_signal.shape[0] == 0:
+        raise RecordError(f"{base}: the record holds no samples; record at least one sample per signal")
+    d = rec.d_signal.astype(np.float64)
+    names = tuple(str(n) for n in (rec.sig_name or [f"ch{i}" for i in range(d.shape[1])]))
+    units = tuple(str(u) for u in (rec.units or ["mV"] * d.shape[1]))
+    scale = []
+    for name, unit in zip(names, units):
+        s = unit_scale(unit)
+        if s is None:
+            raise RecordError(f"{base}.hea: signal {name} is in {unit!r}, not a voltage; an ECG signal must be "
+                              f"in mV, uV or V (fix the unit after the gain, e.g. 1000.0(0)/mV)")
+        scale.append(s)
+    gain = np.array([g if g else DEFAULT_GAIN for g in rec.adc_gain], dtype=np.float64)
+    baseline = np.array(rec.baseline, dtype=np.float64)
+    # Same arithmetic as PTB-XL's own conversion, so training reads exactly the same numbers as before.
+    uv = (d - baseline) / gain * np.asarray(scale)
+    invalid = np.array([wfdb.io._signal._digi_nan(f) for f in rec.fmt], dtype=np.float64)
+    uv[rec.d_signal == invalid.astype(np.int64)] = np.nan
+    return WfdbRecord(path=str(base), fs=float(rec.fs), signals_uv=uv, sig_names=names, units=units)
