@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge_app.inference.backend import BackendError, InferenceBackend, register_backend
+from edge_app.inference.runtime_log import quiet_runtime_info
 
 SIGNATURE = "serving_default"
 
@@ -31,7 +32,9 @@ class LiteRTBackend(InferenceBackend):
     def load(self, path: str, num_threads: int = 1) -> None:
         Interpreter = _interpreter_class()
         try:
-            self._interp = Interpreter(model_path=str(path), num_threads=int(num_threads))
+            with quiet_runtime_info():       # allocate now: the XNNPACK "INFO: Created ..." line is filtered
+                self._interp = Interpreter(model_path=str(path), num_threads=int(num_threads))
+                self._interp.allocate_tensors()
         except Exception as e:  # the interpreter raises ValueError/RuntimeError for corrupt files
             raise BackendError(f"LiteRT could not load {path}: {e}") from e
         sigs = self._interp.get_signature_list()
