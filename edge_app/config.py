@@ -321,7 +321,7 @@ def load_config(path: str | os.PathLike | None) -> Config:
     try:
         text = p.read_bytes()
     except FileNotFoundError:
-        raise ConfigError("<file>", f"{p} does not exist", "pass an existing file to --config") from None
+        raise ConfigError("<file>", f"{p} does not exist", "check the path, or start from the defaults: ecg-edge config default > FILE") from None
     except OSError as e:
         raise ConfigError("<file>", f"{p} cannot be read ({e.strerror})", "check the path and its permissions") from None
     try:

@@ -66,7 +66,7 @@ def test_replay_contract_on_builtin_record_and_patient_context():
 def test_replay_refuses_bad_input_clearly(tmp_path):
     r = subprocess.run([sys.executable, "-m", "edge_app.cli", "replay", str(tmp_path / "nope"), "--json"],
                        cwd=str(ROOT), capture_output=True, text=True, timeout=120)
-    assert r.returncode == 1 and "no such WFDB record" in r.stderr and r.stdout == ""
+    assert r.returncode == 2 and "no WFDB record" in r.stderr and r.stdout == ""
     r = subprocess.run([sys.executable, "-m", "edge_app.cli", "replay", "x", "--sex", "robot"],
                        cwd=str(ROOT), capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
