@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from edge_app.config import config_from_dict
-from edge_app.daemon import ALARM_RESTORE_MAX_AGE_S, Daemon
+from edge_app.alarm_latch import ALARM_RESTORE_MAX_AGE_S
+from edge_app.daemon import Daemon
 from edge_app.results import Alarm
 
 
@@ -42,17 +43,17 @@ def test_recent_alarm_continues_with_its_id_and_acknowledgement_and_changes_are_
     al = _saved(tmp_path, age_s=5)
     d = _daemon(tmp_path)
     try:
-        now = {a["id"]: a for a in d.alarms()}
+        now = {a["id"]: a for a in d.operations.alarms()}
         assert now[al.id]["active"] and now[al.id]["acknowledged_by"] == "crew-7"
         # the next window with the condition keeps the same alarm (no new raise)
-        kept = d._raise_condition("suspected_mi", "physiological", "high", "Suspected MI", result_id="r1")
+        kept = d.alarms.raise_condition("suspected_mi", "physiological", "high", "Suspected MI", result_id="r1")
         assert kept.id == al.id and kept.acknowledged_by == "crew-7"
         # a new condition is written to the file at once; its end too
-        new = d._raise_condition("signal_unusable", "technical", "medium", "electrode V2 off")
+        new = d.alarms.raise_condition("signal_unusable", "technical", "medium", "electrode V2 off")
         on_disk = json.loads((tmp_path / "state" / "alarms.json").read_text())
         assert {a["id"] for a in on_disk["active"]} == {al.id, new.id} and on_disk["run_id"] == d.run_id
-        d._clear_condition("suspected_mi")
-        d.acknowledge_alarm(new.id, "crew-8")
+        d.alarms.clear_condition("suspected_mi")
+        d.operations.acknowledge_alarm(new.id, "crew-8")
         on_disk = json.loads((tmp_path / "state" / "alarms.json").read_text())
         assert [(a["id"], a["acknowledged_by"]) for a in on_disk["active"]] == [(new.id, "crew-8")]
     finally:
@@ -67,8 +68,8 @@ def test_stale_alarm_state_is_closed_not_continued(tmp_path, age_s):
     al = _saved(tmp_path, age_s=age_s)
     d = _daemon(tmp_path)
     try:
-        assert not any(a["active"] for a in d.alarms())
-        again = d._raise_condition("suspected_mi", "physiological", "high", "Suspected MI")
+        assert not any(a["active"] for a in d.operations.alarms())
+        again = d.alarms.raise_condition("suspected_mi", "physiological", "high", "Suspected MI")
         assert again.id != al.id and again.acknowledged_by is None      # raised anew, loudly
     finally:
         d.shutdown()
@@ -81,7 +82,7 @@ def test_unreadable_alarm_file_does_not_stop_the_daemon(tmp_path):
     (tmp_path / "state" / "alarms.json").write_text('{"saved_at_epoch": ')
     d = _daemon(tmp_path)
     try:
-        assert d.alarms() == [] and d.state == "ready"
+        assert d.operations.alarms() == [] and d.state == "ready"
     finally:
         d.shutdown()
     assert json.loads((tmp_path / "state" / "alarms.json").read_text())["active"] == []
