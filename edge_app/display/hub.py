@@ -129,6 +129,9 @@ class LiveHub:
         #: Optional: n -> the n newest stored results, newest first (e.g. ResultStore.latest), so the
         #: page still shows the last findings after a daemon restart.
         self.history_lookup: Callable[[int], list[dict[str, Any]]] | None = None
+        #: Optional: result id -> word back from the receiving station (delivery state, reviews), e.g.
+        #: edge_app.sinks.station_feedback.StationFeedbackSink.feedback. Added to results as "feedback".
+        self.feedback_lookup: Callable[[str], dict[str, Any] | None] | None = None
 
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -334,6 +337,21 @@ class LiveHub:
         self._bump("alarm", merged)
         return merged
 
+    def push_feedback(self, result_id: str, feedback: dict[str, Any]) -> None:
+        """The receiving station's word on a result changed (receipt, review, queued count): SSE 'feedback'."""
+        with self._cond:
+            self._bump("feedback", {"result_id": str(result_id), "feedback": _jsonable(dict(feedback))})
+
+    def _feedback(self, result_id: Any) -> dict[str, Any] | None:
+        if self.feedback_lookup is None or not result_id:
+            return None
+        try:
+            fb = self.feedback_lookup(str(result_id))
+        except Exception:  # a broken store must not take the page down
+            log.exception("feedback_lookup(%r) failed", result_id)
+            return None
+        return _jsonable(dict(fb)) if fb else None
+
     def push_alarm(self, alarm: dict[str, Any]) -> None:
         """A new alarm or an update to one (same `id`), e.g. {"acknowledged": True, "by": ...}."""
         if not isinstance(alarm, dict) or not alarm.get("id"):
@@ -503,6 +521,9 @@ class LiveHub:
         if len(out) < limit:
             seen = {r["id"] for r in out}
             out += [self.summary(r) for r in self._stored(limit) if r.get("id") not in seen][:limit - len(out)]
+        if self.feedback_lookup is not None:
+            for r in out:
+                r["feedback"] = self._feedback(r.get("id"))
         return out
 
     def alarms(self) -> list[dict[str, Any]]:
@@ -512,16 +533,21 @@ class LiveHub:
     def result(self, result_id: str) -> dict[str, Any] | None:
         with self._lock:
             e = self._results.get(result_id)
-            if e is not None:
-                return dict(e.result)
-        if self.result_lookup is not None:
+            r = dict(e.result) if e is not None else None
+        if r is None and self.result_lookup is not None:
             try:
-                r = self.result_lookup(result_id)
+                got = self.result_lookup(result_id)
             except Exception:  # a broken store must not take the page down
                 log.exception("result_lookup(%r) failed", result_id)
                 return None
-            return _jsonable(dict(r)) if r else None
-        return None
+            r = _jsonable(dict(got)) if got else None
+        if r is not None and self.feedback_lookup is not None:
+            r["feedback"] = self._feedback(result_id)
+        return r
+
+    def feedback(self, result_id: str) -> dict[str, Any] | None:
+        """The station's word on one result (None: no feedback source, e.g. a page without a daemon)."""
+        return self._feedback(result_id)
 
     def strip(self, result_id: str) -> tuple[float, np.ndarray] | None:
         """(fs, (n, 12) uV) raw strip of a result, from memory or the strip_lookup."""

@@ -208,6 +208,13 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/api/alarms":
             self._only(method, "GET")
             return self._json(200, {"alarms": hub.alarms()})
+        m = re.fullmatch(r"/api/results/([^/]+)/feedback", path)
+        if m:
+            self._only(method, "GET")
+            rid = _check_id(m.group(1))
+            if self.hub.result(rid) is None:
+                raise _HttpError(404, f"no result with id {rid!r}")
+            return self._json(200, {"result_id": rid, "feedback": self.hub.feedback(rid)})
         m = re.fullmatch(r"/api/results/([^/]+?)(\.png)?", path)
         if m:
             self._only(method, "GET")
@@ -282,7 +289,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _sse(self, q: dict[str, list[str]]) -> None:
         """Server-Sent Events: 'hello' (status + buffered strip), then 'samples', 'result', 'quality',
-        'alarm', 'patient', 'status', 'electrodes', 'heart_rate' as they happen."""
+        'alarm', 'patient', 'status', 'electrodes', 'heart_rate', 'feedback' as they happen."""
         owner = self.owner
         if self.command == "HEAD":
             self._send(200, b"", "text/event-stream")

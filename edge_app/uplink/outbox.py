@@ -86,7 +86,7 @@ class QueuedMessage:
     seq: int
     msg_id: str
     priority: str
-    kind: str  # "triage", "alarm" or "event": the topic leaf it is published on
+    kind: str  # "triage", "alarm", "event" or "strip": the topic leaf it is published on
     created: float  # wall-clock seconds when queued
     offline: bool  # queued while the link was down
     attempts: int
@@ -140,7 +140,7 @@ class Outbox:
 
         Raises OutboxFull (nothing deleted, nothing queued) or ValueError for a bad priority/kind/body.
         """
-        if kind not in ("triage", "alarm", "event"):
+        if kind not in ("triage", "alarm", "event", "strip"):
             raise ValueError(f"unknown message kind {kind!r}")
         p = normalise_priority(priority)
         rank = PRIORITY_RANK[p]

@@ -80,6 +80,9 @@ class Uplink:
         self._inflight: dict[int, QueuedMessage] = {}  # paho mid -> row; sender thread only
         self._resume_since: float | None = None  # set on (re)connect, see _resuming()
         self._cmd_queue: queue.Queue[tuple[str, bytes, Any] | None] = queue.Queue(maxsize=16)
+        #: station -> device topics (receipts, reviews): exact topic -> handler(topic, payload), see subscribe()
+        self._inbound: dict[str, Callable[[str, bytes], None]] = {}
+        self._inbound_queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=256)
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._birth_extra: dict[str, Any] = {}
@@ -111,7 +114,8 @@ class Uplink:
         self._client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s,
                                    **({"clean_start": True} if self._v5 else {}))
         self._client.loop_start()
-        for target, name in ((self._sender_loop, "uplink-sender"), (self._command_loop, "uplink-commands")):
+        for target, name in ((self._sender_loop, "uplink-sender"), (self._command_loop, "uplink-commands"),
+                             (self._inbound_loop, "uplink-inbound")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -128,10 +132,11 @@ class Uplink:
             time.sleep(0.02)
         self._stop.set()
         self._wake.set()
-        try:
-            self._cmd_queue.put_nowait(None)
-        except queue.Full:
-            pass
+        for q in (self._cmd_queue, self._inbound_queue):
+            try:
+                q.put_nowait(None)
+            except queue.Full:
+                pass
         for t in self._threads:
             t.join(timeout)
         client = self._client
@@ -215,6 +220,25 @@ class Uplink:
         self._wake.set()
         return msg_id
 
+    def publish_strip(self, strip: dict[str, Any], priority: str) -> str:
+        """Queue a result's 12-lead strip (edge_app.uplink.strip_codec.encode_strip) durably on
+        `<prefix>/<device_id>/strip`. Call it right after publish_result with the same priority: the outbox
+        keeps production order within a priority, so the strip follows its result. Same guarantees."""
+        return self._enqueue("strip", "strip", strip, priority)
+
+    def subscribe(self, topic: str, handler: Callable[[str, bytes], None]) -> None:
+        """Receive messages on one exact topic of this device's subtree (QoS 1), e.g. the station's receipts.
+
+        Subscribed at once if connected, and again on every (re)connect. `handler(topic, payload)` runs on
+        the uplink's own inbound thread (never paho's), one message at a time; it must not raise for bad
+        input (a raise is logged and the message dropped)."""
+        if not topic.startswith(self.topics.base + "/") or "+" in topic or "#" in topic:
+            raise ValueError(f"subscribe: {topic!r} is not an exact topic under {self.topics.base}/")
+        self._inbound = {**self._inbound, topic: handler}      # copy-on-write: paho's thread reads it
+        client = self._client
+        if client is not None and self._connected.is_set():
+            client.subscribe(topic, qos=1)
+
     def publish_telemetry(self, metrics: dict[str, Any], now: bool = True) -> None:
         """Merge the daemon's latest metrics into telemetry (retained, QoS 0, latest only).
 
@@ -266,6 +290,8 @@ class Uplink:
             self.counters["connects"] += 1
         log.info("MQTT connected to %s:%s", self.config.host, self.config.port)
         client.subscribe(self.topics.cmd_filter, qos=1)
+        for topic in self._inbound:
+            client.subscribe(topic, qos=1)
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
         self._resume_since = time.monotonic()
         self._connected.set()
@@ -294,6 +320,12 @@ class Uplink:
         self._wake.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic in self._inbound:
+            try:
+                self._inbound_queue.put_nowait((msg.topic, bytes(msg.payload)))
+            except queue.Full:  # the station re-sends (docs/mqtt.md); never block paho's thread
+                log.error("inbound queue full; dropped a message on %s", msg.topic)
+            return
         name = self.topics.command_name(msg.topic)
         if name is None:
             return
@@ -387,7 +419,8 @@ class Uplink:
             historical = msg.offline or (now - msg.created) > self.config.historical_after_s
             body.update(seq=msg.seq, sent_at=iso(now), historical=historical,
                         age_s=round(max(0.0, now - msg.created), 3))
-            topic = {"triage": self.topics.triage, "event": self.topics.event}.get(msg.kind, self.topics.alarm)
+            topic = {"triage": self.topics.triage, "event": self.topics.event,
+                     "strip": self.topics.strip}.get(msg.kind, self.topics.alarm)
             info = client.publish(topic, json.dumps(body, separators=(",", ":")), qos=1)
             if info.mid in self._inflight:  # cannot happen with <= 65535 in flight; be loud if it does
                 log.error("mid %s reused while in flight", info.mid)
@@ -482,6 +515,19 @@ class Uplink:
             with self._lock:
                 self.counters["commands"] += 1
             self._send_reply(name, reply, props)
+
+    def _inbound_loop(self) -> None:
+        while not self._stop.is_set():
+            item = self._inbound_queue.get()
+            if item is None:
+                break
+            topic, payload = item
+            handler = self._inbound.get(topic)
+            try:
+                if handler is not None:
+                    handler(topic, payload)
+            except Exception:  # noqa: BLE001 - a bad message must not stop the link
+                log.exception("handler for %s failed; message dropped", topic)
 
     def _send_reply(self, name: str, reply: dict[str, Any], req_props: Any) -> None:
         client = self._client

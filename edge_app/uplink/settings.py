@@ -14,6 +14,8 @@ from typing import Any
 from edge_app.errors import ConfigError
 
 PRIORITIES = ("high", "medium", "low", "none")
+#: mqtt.strips: "all" results send their strip; "flagged": only high/medium priority (metered links); "off".
+STRIP_MODES = ("all", "flagged", "off")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class MqttConfig:
     outbox_min_free_bytes: int = 64 * 1024 * 1024  # refuse new messages when the disk has less free space
     historical_after_s: float = 60.0  # a message older than this when sent is flagged "historical"
     max_inflight: int = 20  # QoS 1 messages awaiting PUBACK at once
+    strips: str = "all"  # which results also send their 12-lead strip: STRIP_MODES (docs/mqtt.md)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "MqttConfig":
@@ -111,6 +114,10 @@ class MqttConfig:
             raise ConfigError("mqtt.historical_after_s", "must not be negative", "use 60")
         if not 1 <= self.max_inflight <= 1000:
             raise ConfigError("mqtt.max_inflight", f"{self.max_inflight} is outside 1..1000", "use 20")
+        if self.strips not in STRIP_MODES:
+            raise ConfigError("mqtt.strips", f"unknown mode {self.strips!r}",
+                              'use "all" (every result\'s 12-lead strip), "flagged" (only high/medium priority '
+                              'results, for metered links) or "off"')
 
     def to_dict(self, redact: bool = False) -> dict[str, Any]:
         """Plain dict of the settings; from_dict(to_dict()) round-trips (the daemon's config code relies on it).

@@ -353,6 +353,7 @@ async function showResult(id) {
   }
   drawResult();
   renderResultTitle();
+  renderStation();
   renderHistory();
 }
 function renderResultTitle() {
@@ -369,6 +370,51 @@ function renderResultTitle() {
   if (ex.leads.length) bits.push(`leads ${ex.leads.join(", ")}`);
   if (ex.seconds.length) bits.push(ex.seconds.map(s => `${(+s[0]).toFixed(1)}–${(+s[1]).toFixed(1)} s`).join(", "));
   e.textContent = bits.join(" · ");
+}
+
+/* ------------------------------------------------------------------ word from the hospital */
+const VERDICTS = { confirmed: "CONFIRMED", not_confirmed: "NOT CONFIRMED", repeat_ecg: "REPEAT ECG" };
+/** Receipt and review of the result on screen (docs/display.md "Word back from the hospital"). */
+function renderStation() {
+  const box = $("station"), del = $("delivery"), rev = $("review");
+  const r = st.detail, fb = r && r.feedback;
+  if (!r || !fb) { box.classList.add("hidden"); return; }
+  box.classList.remove("hidden");
+  const d = fb.delivery || {};
+  del.className = "delivery";
+  del.dataset.state = d.state || "";
+  if (d.state === "received") {
+    del.textContent = `Received by ${d.station} at ${fmtTime(d.stored_at)}` + (d.strip_received ? " (with 12-lead strip)" : "");
+    del.classList.add("received");
+  } else if (d.state === "sent") {
+    del.textContent = "Sent, awaiting receipt from the hospital";
+    del.classList.add("waiting");
+  } else if (d.state === "queued") {
+    del.textContent = `Not yet delivered, ${d.queued ?? "?"} queued`;
+    del.classList.add("waiting");
+  } else {
+    del.textContent = "Kept on this device only (no uplink)";
+  }
+  const v = fb.review;
+  rev.className = "review" + (v ? " " + v.verdict : " hidden");
+  rev.dataset.verdict = v ? v.verdict : "";
+  rev.innerHTML = "";
+  if (!v) return;
+  const head = document.createElement("span");
+  head.className = "verdict";
+  head.textContent = `Hospital review: ${VERDICTS[v.verdict] || v.verdict}`;
+  const who = document.createElement("span");
+  who.textContent = ` — ${v.reviewer}, ${v.station}, ${fmtTime(v.reviewed_at)}`;
+  rev.append(head, who);
+  if (v.text) {
+    const t = document.createElement("span");
+    t.className = "review-text"; t.textContent = v.text;
+    rev.appendChild(t);
+  }
+}
+function onFeedback(d) {
+  for (const r of st.results) if (r.id === d.result_id) r.feedback = d.feedback;
+  if (st.detail && st.detail.id === d.result_id) { st.detail.feedback = d.feedback; renderStation(); }
 }
 
 /* ------------------------------------------------------------------ side panels */
@@ -602,6 +648,7 @@ function connect() {
   on("alarm", d => { st.alarms.set(String(d.id), d); renderAlarms(); renderBanner(); });
   on("patient", d => { st.patient = d; renderPatient(); });
   on("status", d => { st.daemon = d; });
+  on("feedback", d => onFeedback(d));
   on("resync", d => applyStatus(d));
   es.onerror = () => { st.connected = false; renderTech(); };
   es.onopen = () => { st.connected = true; renderTech(); };
