@@ -12,12 +12,11 @@ Storage and publishing are the daemon's job (edge_app.daemon), not the chain's.
 """
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -28,6 +27,13 @@ from edge_app.triage import decide, merge_thresholds
 from edge_app.windowing import Window, WindowAssembler
 from firmware_bridge.leads import ELECTRODES, LEADS  # noqa: F401 - ELECTRODES re-exported
 from firmware_bridge.records import RecordError, read_wfdb_uv  # noqa: F401 - RecordError re-exported
+
+if TYPE_CHECKING:
+    from edge_app.config import Config
+    from edge_app.inference import LoadedModel
+    from edge_app.signal_chain.conditioning import StreamingResampler
+    from edge_app.signal_chain.quality import QualityReport
+    from firmware_bridge.samples import SampleBlock
 
 log = logging.getLogger(__name__)
 
@@ -44,39 +50,28 @@ class PipelineSettings:
     explain_leads: bool = True        # per-lead occlusion for positive findings (12 extra inferences)
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "PipelineSettings":
+    def from_config(cls, cfg: Config) -> PipelineSettings:
         return cls(stride_s=float(cfg.get("windows.stride_s")), length_s=float(cfg.get("windows.length_s")),
                    threshold_overrides=cfg.thresholds, hr_low_bpm=float(cfg.get("triage.hr_low_bpm")),
                    hr_high_bpm=float(cfg.get("triage.hr_high_bpm")), deadline_s=float(cfg.get("model.deadline_s")),
                    mains_hz=int(cfg.get("signal.mains_hz")))
 
 
-def _resampler_factory(fs: float) -> Any:
+def _resampler_factory(fs: float) -> StreamingResampler:
     from edge_app.signal_chain.conditioning import StreamingResampler
     return StreamingResampler(fs)
 
 
-def _call_quality(window_uv: np.ndarray, fs: float, lead_off: np.ndarray | None, mains_hz: int) -> Any:
+def _quality(window_uv: np.ndarray, fs: float, lead_off: np.ndarray | None, mains_hz: int) -> QualityReport:
     from edge_app.signal_chain.quality import ecg_quality
-    params = inspect.signature(ecg_quality).parameters
-    kw: dict[str, Any] = {"lead_off": lead_off}
-    if "mains_hz" in params:
-        kw["mains_hz"] = mains_hz
-    return ecg_quality(window_uv, fs, **kw)
+    return ecg_quality(window_uv, fs, lead_off=lead_off, mains_hz=mains_hz)
 
 
-def quality_summary(q: Any) -> QualitySummary:
+def quality_summary(report: QualityReport) -> QualitySummary:
     """Map the signal chain's QualityReport onto the result's QualitySummary (JSON-safe)."""
-    per_lead: dict[str, Any] = {}
-    raw = getattr(q, "per_lead", None) or getattr(q, "leads", None)
-    if isinstance(raw, dict):
-        for k, v in raw.items():
-            per_lead[str(k)] = _jsonable(v)
-    elif isinstance(raw, (list, tuple)):
-        for i, v in enumerate(raw):
-            per_lead[LEADS[i] if i < 12 else str(i)] = _jsonable(v)
-    return QualitySummary(verdict=str(q.verdict), reasons=[str(r) for r in getattr(q, "reasons", [])],
-                          electrodes_off=[str(e) for e in getattr(q, "electrodes_off", [])], per_lead=per_lead)
+    per_lead = {str(lead): _jsonable(entry) for lead, entry in report.leads.items()}
+    return QualitySummary(verdict=str(report.verdict), reasons=[str(r) for r in report.reasons],
+                          electrodes_off=[str(e) for e in report.electrodes_off], per_lead=per_lead)
 
 
 def _jsonable(v: Any) -> Any:
@@ -104,14 +99,14 @@ class Analysis:
     """A result plus what the daemon needs to store/show it (the raw strip, the quality report)."""
     result: TriageResult
     window: Window
-    quality: Any
+    quality: QualityReport
     overran: bool = False
 
 
 class Pipeline:
-    def __init__(self, model: Any, settings: PipelineSettings, device_id: str,
+    def __init__(self, model: LoadedModel, settings: PipelineSettings, device_id: str,
                  patient: Callable[[], PatientContext] | None = None,
-                 resampler_factory: Callable[[float], Any] = _resampler_factory, run_id: str = ""):
+                 resampler_factory: Callable[[float], StreamingResampler] = _resampler_factory, run_id: str = ""):
         self.model = model
         self.run_id = run_id              # the daemon process's id, stamped on every result
         self.settings = settings
@@ -120,23 +115,40 @@ class Pipeline:
         self.resampler_factory = resampler_factory
         self.assembler: WindowAssembler | None = None
         self.backend_name = str(getattr(getattr(model, "backend", None), "name", ""))
-        self.windows_analysed = 0
-        self.last_quality: Any = None
 
     @property
     def thresholds(self) -> dict[str, float]:
         return merge_thresholds(self.model.thresholds, self.settings.threshold_overrides)
 
-    def set_model(self, model: Any) -> None:
+    def set_model(self, model: LoadedModel) -> None:
         self.model = model
         self.backend_name = str(getattr(getattr(model, "backend", None), "name", ""))
 
-    def set_stride(self, stride_s: float) -> None:
-        self.settings.stride_s = float(stride_s)
+    def apply(self, settings: PipelineSettings) -> None:
+        """Take new runtime settings (stride, thresholds, heart-rate limits, deadline, mains) between windows.
+        The window length is fixed by the model (a config change of it is refused before it gets here)."""
+        if settings.length_s != self.settings.length_s:
+            raise ValueError(f"the window length is fixed at {self.settings.length_s} s while running")
+        self.settings = settings
         if self.assembler is not None:
-            self.assembler.stride_s = float(stride_s)
+            self.assembler.stride_s = float(settings.stride_s)
 
-    def process_block(self, block: Any, record: str | None = None, t_arrival: float | None = None) -> list[Analysis]:
+    def warm_up(self, fs: float) -> None:
+        """Import and exercise everything the first window needs, so it is not 1 s late (lazy imports,
+        interpreter allocation, filter design caches). Never a reason not to start."""
+        from edge_app.signal_chain.beats import ecg_measure
+        t = np.arange(int(10 * fs)) / fs
+        x = np.outer(np.sin(2 * np.pi * 1.2 * t) * 500, np.ones(12))
+        try:
+            import wfdb  # noqa: F401  (the result store's strip writer)
+            _quality(x, fs, np.zeros((len(x), 9), bool), self.settings.mains_hz)
+            ecg_measure(x, fs)
+            self.resampler_factory(fs).process(x[:100])
+            self.model.predict(np.zeros((1000, 12)), None, None)
+        except Exception as e:  # noqa: BLE001 - warm-up is an optimisation
+            log.debug("warm-up: %s", e)
+
+    def process_block(self, block: SampleBlock, record: str | None = None, t_arrival: float | None = None) -> list[Analysis]:
         """Push one SampleBlock (received at monotonic time t_arrival); analyse every window it completed."""
         t_arrival = time.monotonic() if t_arrival is None else t_arrival
         if self.assembler is None or self.assembler.fs != float(block.fs):
@@ -163,8 +175,7 @@ class Pipeline:
         timings: dict[str, float] = {}
         rid = new_id()
         patient = self.patient()
-        q = _call_quality(w.native_uv, w.fs, w.lead_off, self.settings.mains_hz)
-        self.last_quality = q
+        q = _quality(w.native_uv, w.fs, w.lead_off, self.settings.mains_hz)
         qs = quality_summary(q)
         t1 = time.monotonic()
         timings["quality_ms"] = (t1 - t0) * 1000
@@ -207,7 +218,6 @@ class Pipeline:
                             backend=self.backend_name),
             alarms=decision.alarms, gap_before=bool(w.gap_before), run_id=self.run_id,
             timings_ms={k: round(v, 2) for k, v in timings.items()})
-        self.windows_analysed += 1
         return Analysis(res, w, q, overran)
 
     def _heart_rate(self, w: Window) -> float | None:
