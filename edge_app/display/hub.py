@@ -26,6 +26,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from edge_app.jsonsafe import json_safe
 from firmware_bridge.leads import ELECTRODES, LEAD_ELECTRODES, LEADS
 
 log = logging.getLogger(__name__)
@@ -659,20 +660,5 @@ def _rows_to_json(rows: np.ndarray) -> list[list[int | None]]:
 
 
 def _jsonable(x: Any) -> Any:
-    """Numpy scalars/arrays and tuples -> plain JSON types; NaN/inf -> None."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (np.bool_,)):
-        return bool(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        f = float(x)
-        return f if math.isfinite(f) else None
-    if hasattr(x, "to_dict") and callable(x.to_dict):
-        return _jsonable(x.to_dict())
-    return x
+    """Plain JSON types for the page: the one converter (edge_app.jsonsafe), NaN/inf -> null."""
+    return json_safe(x, unknown=str)

@@ -9,7 +9,6 @@ budget is spent it refuses new messages (OutboxFull) so the daemon raises a tech
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import sqlite3
@@ -18,6 +17,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable
+
+from edge_app.jsonsafe import json_safe  # the one converter: NaN/inf -> null, unknown types raise
 
 #: Lower rank leaves first. "technical" is an alias of "none" (technical alarms carry no clinical urgency
 #: of their own but must not starve either: they are still delivered in arrival order within their rank).
@@ -60,23 +61,6 @@ def normalise_priority(priority: str) -> str:
     if p not in PRIORITY_RANK:
         raise ValueError(f"unknown priority {priority!r}; use one of high, medium, low, none/technical")
     return p
-
-
-def json_safe(obj: Any) -> Any:
-    """Make a result JSON-exact: numpy scalars/arrays -> Python numbers/lists, NaN/inf -> null (JSON has no NaN;
-    a receiver must see "not measured", never a made-up number), tuples -> lists. Anything else unknown raises
-    TypeError so the daemon learns about it instead of a silently stringified value."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if obj is None or isinstance(obj, (str, int, bool)):
-        return obj
-    if hasattr(obj, "tolist"):  # numpy scalar or array
-        return json_safe(obj.tolist())
-    raise TypeError(f"cannot send a {type(obj).__name__} in an MQTT payload")
 
 
 @dataclass(frozen=True)
