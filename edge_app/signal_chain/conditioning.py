@@ -24,8 +24,8 @@ from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
-from scipy import signal as sps
 
+from . import dsp
 from .contract import FS_HZ
 
 #: Streaming vs offline resampling agree within this (microvolts), tested on real records.
@@ -64,9 +64,9 @@ def _design(fs_in: float, fs_out: float = FS_HZ) -> tuple[int, int, int, np.ndar
     else:
         pass_hz = min(PASS_HZ * fs_out / FS_HZ, 0.4 * min(fs_in, fs_out))
         stop_hz = min(STOP_HZ * fs_out / FS_HZ, 0.5 * min(fs_in, fs_out))
-        numtaps, beta = sps.kaiserord(STOP_DB, (stop_hz - pass_hz) / (0.5 * fs_up))
-        numtaps |= 1                                      # odd: symmetric about a centre tap
-        h = sps.firwin(numtaps, 0.5 * (pass_hz + stop_hz), window=("kaiser", beta), fs=fs_up) * up
+        # Kaiser window FIR: kaiserord(STOP_DB, transition) taps made odd (symmetric about a centre tap),
+        # firwin at the band centre, gain `up` (tabulated design, identical to scipy.signal's; see dsp).
+        h = dsp.kaiser_lowpass(STOP_DB, pass_hz, stop_hz, fs_up, up)
     half = (h.size - 1) // 2
     ntap = -(-h.size // up)
     hp = np.zeros(ntap * up)
@@ -80,19 +80,25 @@ def _polyphase(buf: np.ndarray, first: int, k0: int, k1: int, up: int, down: int
     """Outputs k0..k1-1 of y[k] = sum_i h[i] * xu[k*down + half - i], xu = x upsampled by `up`.
 
     buf[j] holds input sample x[first + j]. The caller guarantees every needed index is in buf.
+    Missing inputs (NaN, only with missing="propagate") make every output whose taps reach them NaN.
     """
     out = np.empty((max(0, k1 - k0), buf.shape[1]))
     ntap = H.shape[1]
     taps = np.arange(ntap)
+    nan = np.isnan(buf)
+    has_nan = bool(nan.any())
+    src = np.where(nan, 0.0, buf) if has_nan else buf
     for a in range(k0, k1, _CHUNK):
         b = min(k1, a + _CHUNK)
         m = np.arange(a, b, dtype=np.int64) * down + half
         idx = (m // up)[:, None] - taps[None, :] - first             # (K, T)
-        out[a - k0: b - k0] = np.einsum("kt,ktc->kc", H[m % up], buf[idx])
+        out[a - k0: b - k0] = np.einsum("kt,ktc->kc", H[m % up], src[idx])
+        if has_nan:
+            out[a - k0: b - k0][nan[idx].any(axis=1)] = np.nan
     return out
 
 
-def _as_2d(x: np.ndarray) -> tuple[np.ndarray, bool]:
+def _as_2d(x: np.ndarray, allow_nan: bool = False) -> tuple[np.ndarray, bool]:
     a = np.asarray(x, dtype=np.float64)
     one = a.ndim == 1
     if one:
@@ -100,8 +106,16 @@ def _as_2d(x: np.ndarray) -> tuple[np.ndarray, bool]:
     if a.ndim != 2:
         raise ConditioningError(f"signal must be (n,) or (n, channels), got shape {a.shape}")
     if not np.all(np.isfinite(a)):
-        raise ConditioningError("signal contains NaN or infinite samples")
+        if not allow_nan or np.isinf(a).any():
+            raise ConditioningError("signal contains NaN or infinite samples" + (
+                "" if allow_nan else " (pass missing='propagate' to mark outputs that depend on missing samples)"))
     return a, one
+
+
+def _check_missing(missing: str) -> bool:
+    if missing not in ("error", "propagate"):
+        raise ConditioningError(f"missing must be 'error' or 'propagate', got {missing!r}")
+    return missing == "propagate"
 
 
 def n_output(n_in: int, fs_in: float, fs_out: float = FS_HZ) -> int:
@@ -110,12 +124,14 @@ def n_output(n_in: int, fs_in: float, fs_out: float = FS_HZ) -> int:
     return -(-n_in * up // down)
 
 
-def resample_to_model_rate(x_uv: np.ndarray, fs: float, fs_out: float = FS_HZ) -> np.ndarray:
+def resample_to_model_rate(x_uv: np.ndarray, fs: float, fs_out: float = FS_HZ, missing: str = "error") -> np.ndarray:
     """Offline anti-aliased resampling (n, C) at fs -> (ceil(n*fs_out/fs), C) at fs_out (default 100 Hz).
 
     Output sample k is the signal at time k / fs_out (zero-phase, no delay). Units are unchanged.
+    missing: "error" (NaN input is an error) or "propagate" (missing samples, NaN, make every output that
+    depends on them NaN, per channel: a gap is never smoothed into signal).
     """
-    a, one = _as_2d(x_uv)
+    a, one = _as_2d(x_uv, allow_nan=_check_missing(missing))
     if a.shape[0] == 0:
         raise ConditioningError("cannot resample an empty signal")
     up, down, half, H = _design(float(fs), float(fs_out))
@@ -132,12 +148,15 @@ class StreamingResampler:
 
     process(block) returns every output sample whose input window is complete; `flush()` ends the
     stream (extends it with its last value, as the offline form does) and returns the rest.
+    missing="propagate": NaN input samples (missing) make the outputs that depend on them NaN, exactly
+    as the offline form with the same setting (the window assembler's model ring then shows the gap).
     Latency: output sample k (time k/100 s) is emitted once input sample ceil((k*down + half)/up)
     has arrived, i.e. `latency_samples` input samples (`latency_s` seconds) after its own time:
     91 samples = 0.182 s at 500 Hz.
     """
 
-    def __init__(self, fs_in: float, fs_out: float = FS_HZ, n_channels: int | None = None):
+    def __init__(self, fs_in: float, fs_out: float = FS_HZ, n_channels: int | None = None, missing: str = "error"):
+        self.allow_nan = _check_missing(missing)
         self.fs_in = float(fs_in)
         self.fs_out = float(fs_out)
         self.up, self.down, self.half, self.H = _design(self.fs_in, self.fs_out)
@@ -178,7 +197,7 @@ class StreamingResampler:
             self.n_channels = a.shape[1]
         elif a.shape[1] != self.n_channels:
             raise ConditioningError(f"block has {a.shape[1]} channels, stream has {self.n_channels}")
-        if not np.all(np.isfinite(a)):
+        if not np.all(np.isfinite(a)) and (not self.allow_nan or np.isinf(a).any()):
             raise ConditioningError("block contains NaN or infinite samples")
         if a.shape[0] == 0:
             return np.zeros((0, self.n_channels))
@@ -228,12 +247,11 @@ def conditioner_sos(fs: float, mains_hz: float | None = 50.0, highpass_hz: float
                                 "set it to your country's mains frequency")
     parts = []
     if mains_hz is not None and mains_hz < 0.45 * fs:
-        b, a = sps.iirnotch(float(mains_hz), NOTCH_Q, fs=fs)
-        parts.append(sps.tf2sos(b, a))
+        parts.append(dsp.notch_sos(float(mains_hz), NOTCH_Q, fs))
     if highpass_hz is not None:
-        parts.append(sps.butter(2, highpass_hz, btype="highpass", fs=fs, output="sos"))
+        parts.append(dsp.butter_sos(2, float(highpass_hz), "highpass", fs))
     if lowpass_hz is not None and lowpass_hz < 0.45 * fs:
-        parts.append(sps.butter(2, lowpass_hz, btype="lowpass", fs=fs, output="sos"))
+        parts.append(dsp.butter_sos(2, float(lowpass_hz), "lowpass", fs))
     if not parts:
         return np.array([[1.0, 0, 0, 1.0, 0, 0]])
     return np.vstack(parts)
@@ -253,7 +271,7 @@ class StreamingConditioner:
                  lowpass_hz: float | None = None):
         self.fs = float(fs)
         self.sos = conditioner_sos(self.fs, mains_hz, highpass_hz, lowpass_hz)
-        self._zi0 = sps.sosfilt_zi(self.sos)             # (sections, 2) for a unit step
+        self._zi0 = dsp.sosfilt_zi(self.sos)             # (sections, 2) for a unit step
         self.reset()
 
     def reset(self) -> None:
@@ -268,7 +286,7 @@ class StreamingConditioner:
         elif self._zi.shape[2] != a.shape[1]:
             raise ConditioningError(f"block has {a.shape[1]} channels, stream has {self._zi.shape[2]}; "
                                     "call reset() to start a new stream")
-        y, self._zi = sps.sosfilt(self.sos, a, axis=0, zi=self._zi)
+        y, self._zi = dsp.sosfilt(self.sos, a, axis=0, zi=self._zi)
         return y[:, 0] if one else y
 
 
@@ -279,7 +297,7 @@ def ecg_clean(x: np.ndarray, fs: float, mains_hz: float | None = 50.0, highpass_
     a, one = _as_2d(x)
     sos = conditioner_sos(float(fs), mains_hz, highpass_hz, lowpass_hz)
     if zero_phase:
-        y = sps.sosfiltfilt(sos, a, axis=0)
+        y = dsp.sosfiltfilt(sos, a, axis=0)
     else:
         y = StreamingConditioner(fs, mains_hz, highpass_hz, lowpass_hz).process(a)
     return y[:, 0] if one else y

@@ -18,9 +18,10 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy import signal as sps
 
 from firmware_bridge.leads import LEADS
+
+from . import dsp
 
 FS_HZ = 100
 WINDOW_S = 10
@@ -58,12 +59,12 @@ class ContractError(ValueError):
 
 @lru_cache(maxsize=None)
 def _highpass_sos(fs: float) -> np.ndarray:
-    return sps.butter(HIGHPASS_ORDER, HIGHPASS_HZ, btype="highpass", fs=fs, output="sos")
+    return dsp.butter_sos(HIGHPASS_ORDER, HIGHPASS_HZ, "highpass", fs)
 
 
 def remove_baseline(x: np.ndarray, fs: float = FS_HZ) -> np.ndarray:
     """Zero-phase baseline-wander removal along axis 0 (time)."""
-    return sps.sosfiltfilt(_highpass_sos(float(fs)), x, axis=0)
+    return dsp.sosfiltfilt(_highpass_sos(float(fs)), x, axis=0)
 
 
 def make_model_input(window_uv: np.ndarray) -> np.ndarray:

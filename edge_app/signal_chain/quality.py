@@ -23,10 +23,11 @@ Why this design:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 import numpy as np
-from scipy import signal as sps
 
+from . import dsp
 from .contract import LEADS
 
 #: Electrodes (front end's flag order), limb/chest leads and the leads each electrode disturbs (a limb
@@ -114,10 +115,13 @@ class QualityReport:
         return d
 
 
+@lru_cache(maxsize=64)
+def _bandpass_sos(fs: float, lo: float, hi: float) -> np.ndarray:
+    return dsp.butter_sos(2, (lo, min(hi, 0.45 * fs)), "bandpass", fs)
+
+
 def _bandpass(x: np.ndarray, fs: float, lo: float, hi: float) -> np.ndarray:
-    hi = min(hi, 0.45 * fs)
-    sos = sps.butter(2, [lo, hi], btype="bandpass", fs=fs, output="sos")
-    return sps.sosfiltfilt(sos, x, axis=0)
+    return dsp.sosfiltfilt(_bandpass_sos(float(fs), float(lo), float(hi)), x, axis=0)
 
 
 def _band_power(f: np.ndarray, p: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -131,13 +135,17 @@ def _notch_mains(x: np.ndarray, fs: float, mains_hz: float | None = None) -> np.
     alone is no reason to refuse a window."""
     for f0 in ((50.0, 60.0) if mains_hz is None else (float(mains_hz),)):
         if f0 < 0.45 * fs:
-            b, a = sps.iirnotch(f0, 10.0, fs=fs)
-            x = sps.filtfilt(b, a, x, axis=0)
+            b, a = dsp.iirnotch_ba(f0, 10.0, fs)
+            x = dsp.filtfilt(b, a, x, axis=0)
     return x
 
 
 def lead_features(x: np.ndarray, fs: float, mains_hz: float | None = None) -> dict[str, np.ndarray]:
-    """Per-lead SQIs and physical measures of a window (n, L) in microvolts (vectorised over leads)."""
+    """Per-lead SQIs and physical measures of a window (n, L) in microvolts (vectorised over leads).
+
+    Every operation works column by column along time, so the columns may be the leads of many windows
+    side by side (`ecg_quality_batch`): each column's figures are bit-identical to computing it alone."""
+    fs = float(fs)
     n = x.shape[0]
     dc = np.median(x, axis=0)
     xc = x - dc
@@ -149,7 +157,7 @@ def lead_features(x: np.ndarray, fs: float, mains_hz: float | None = None) -> di
     tol = np.maximum(1.0, 0.002 * rng)
     clip = np.maximum(np.mean(xc >= hi - tol, axis=0), np.mean(xc <= lo + tol, axis=0))
     clip = np.where(rng < 1.0, 0.0, clip)                          # a constant lead is "flat", not clipped
-    # Clinical band 0.5-40 Hz: amplitude and flatness.
+    # Clinical band 0.5-40 Hz: amplitude and flatness (and kSQI below, on the same band).
     bp = _bandpass(xc, fs, 0.5, 40.0)
     q = np.percentile(bp, [0.5, 99.5], axis=0)
     amp = q[1] - q[0]
@@ -162,16 +170,16 @@ def lead_features(x: np.ndarray, fs: float, mains_hz: float | None = None) -> di
     seg_rms = np.sqrt(np.mean(hf[: nseg * seg].reshape(nseg, seg, -1) ** 2, axis=1))
     noise = np.percentile(seg_rms, NOISE_PERCENTILE, axis=0)
     # Baseline excursion below 0.7 Hz.
-    lp = sps.sosfiltfilt(sps.butter(2, 0.7, btype="lowpass", fs=fs, output="sos"), xc, axis=0)
+    lp = dsp.sosfiltfilt(dsp.butter_sos(2, 0.7, "lowpass", fs), xc, axis=0)
     wander = np.percentile(lp, 99, axis=0) - np.percentile(lp, 1, axis=0)
     # Published SQIs.
     nper = int(min(n, round(4 * fs)))
-    f, p = sps.welch(xc, fs=fs, nperseg=nper, axis=0, detrend=False)
+    f, p = dsp.welch_density(xc, fs, nper)
     p540 = _band_power(f, p, 5.0, 40.0)
     psqi = _band_power(f, p, 5.0, 15.0) / np.maximum(p540, 1e-12)
     p040 = _band_power(f, p, 0.0, 40.0)
     bassqi = 1.0 - _band_power(f, p, 0.0, 1.0) / np.maximum(p040, 1e-12)
-    hp = _bandpass(xc, fs, 0.5, 40.0)
+    hp = bp                                                        # the same 0.5-40 Hz band-pass
     sd = hp.std(axis=0)
     ksqi = np.where(sd > 0, np.mean((hp - hp.mean(axis=0)) ** 4, axis=0) / np.maximum(sd, 1e-12) ** 4, 0.0)
     # Mains hum amplitude (uV, sinusoid peak) from the spectrum around 50/60 Hz, where measurable.
@@ -284,18 +292,8 @@ def _infer_off_electrodes(fatal: list[list[str]], names: tuple[str, ...], kind: 
     return out
 
 
-def ecg_quality(window_uv: np.ndarray, fs: float, lead_off: np.ndarray | None = None,
-                leads: tuple[str, ...] | list[str] | None = None, mains_hz: float | None = None) -> QualityReport:
-    """Quality of one window (n, L) in microvolts at its native rate fs.
-
-    leads: lead names (default: the 12 standard leads in PTB-XL order when L == 12; then the
-    front end's lead_off flags (n, 9) in ELECTRODES order are honoured). With fewer leads, only the
-    leads present are assessed (e.g. a 2-channel Holter record). mains_hz: the hum to ignore when
-    measuring noise (50 or 60; None ignores both).
-    """
-    x = np.asarray(window_uv, dtype=np.float64)
-    if x.ndim == 1:
-        x = x[:, None]
+def _check_input(x: np.ndarray, fs: float, leads: tuple[str, ...] | list[str] | None) -> tuple[float, tuple[str, ...]]:
+    """Validate one window's (n, L) shape and rate; -> (fs, lead names)."""
     if x.ndim != 2 or x.shape[1] == 0:
         raise QualityError(f"window must be (n, leads), got shape {x.shape}")
     fs = float(fs)
@@ -304,29 +302,83 @@ def ecg_quality(window_uv: np.ndarray, fs: float, lead_off: np.ndarray | None = 
     if x.shape[0] < int(2 * fs):
         raise QualityError(f"need at least 2 s of signal to judge quality, got {x.shape[0] / fs:.2f} s")
     if leads is None:
-        if x.shape[1] == len(LEADS):
-            leads = LEADS
-        else:
-            leads = tuple(f"ch{i}" for i in range(x.shape[1]))
+        leads = LEADS if x.shape[1] == len(LEADS) else tuple(f"ch{i}" for i in range(x.shape[1]))
     names = tuple(leads)
     if len(names) != x.shape[1]:
         raise QualityError(f"{len(names)} lead names for {x.shape[1]} leads")
-    reasons: list[str] = []
-    nonfinite = ~np.all(np.isfinite(x), axis=0)
+    return fs, names
+
+
+def _check_lead_off(lead_off: np.ndarray | None, n: int) -> np.ndarray | None:
+    if lead_off is None:
+        return None
+    lo = np.asarray(lead_off, dtype=bool)
+    if lo.ndim != 2 or lo.shape[1] != len(ELECTRODES) or lo.shape[0] != n:
+        raise QualityError(f"lead_off must be (n, {len(ELECTRODES)}) bool in order {', '.join(ELECTRODES)} "
+                           f"with n = {n}, got {lo.shape}")
+    return lo
+
+
+def ecg_quality(window_uv: np.ndarray, fs: float, lead_off: np.ndarray | None = None,
+                leads: tuple[str, ...] | list[str] | None = None, mains_hz: float | None = None,
+                missing: np.ndarray | None = None) -> QualityReport:
+    """Quality of one window (n, L) in microvolts at its native rate fs.
+
+    leads: lead names (default: the 12 standard leads in PTB-XL order when L == 12; then the
+    front end's lead_off flags (n, 9) in ELECTRODES order are honoured). With fewer leads, only the
+    leads present are assessed (e.g. a 2-channel Holter record). mains_hz: the hum to ignore when
+    measuring noise (50 or 60; None ignores both).
+
+    Missing samples (NaN in the window, or `missing[i]` True: samples the analysis of this window depends
+    on are missing just outside it, e.g. within the resampler's look-ahead) make that lead unusable with
+    the reason "no signal (missing samples) on ...": a gap is never analysed as signal (issue 14 item 7).
+    """
+    x = np.asarray(window_uv, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    _check_input(x, fs, leads)
+    return ecg_quality_batch(x[None], fs, None if lead_off is None else np.asarray(lead_off)[None], leads,
+                             mains_hz, None if missing is None else np.asarray(missing, dtype=bool)[None])[0]
+
+
+def ecg_quality_batch(windows_uv: np.ndarray, fs: float, lead_off: np.ndarray | None = None,
+                      leads: tuple[str, ...] | list[str] | None = None, mains_hz: float | None = None,
+                      missing: np.ndarray | None = None) -> list[QualityReport]:
+    """`ecg_quality` of many windows (W, n, L) at once (a replayed backlog): one pass of every filter over
+    all W x L columns instead of W passes. Each report equals `ecg_quality` of that window alone (the
+    figures are computed column by column; tested bit for bit). lead_off: (W, n, 9) or None; missing: (W, L)."""
+    xs = np.asarray(windows_uv, dtype=np.float64)
+    if xs.ndim != 3 or xs.shape[0] == 0:
+        raise QualityError(f"windows must be (count, n, leads), got shape {xs.shape}")
+    w_count, n, n_leads = xs.shape
+    fs, names = _check_input(xs[0], fs, leads)
+    los = [None] * w_count if lead_off is None else [_check_lead_off(lead_off[k], n) for k in range(w_count)]
+    miss = np.zeros((w_count, n_leads), dtype=bool) if missing is None else np.asarray(missing, dtype=bool)
+    if miss.shape != (w_count, n_leads):
+        raise QualityError(f"missing must be ({w_count}, {n_leads}) bool (one flag per lead), got {miss.shape}")
+    nonfinite = ~np.all(np.isfinite(xs), axis=1) | miss                 # (W, L)
+    cols = np.ascontiguousarray(xs.transpose(1, 0, 2)).reshape(n, w_count * n_leads)
     if nonfinite.any():
-        x = np.where(np.isfinite(x), x, 0.0)
-    ft = lead_features(x, fs, mains_hz)
+        cols = np.where(np.isfinite(cols), cols, 0.0)                    # placeholder; those leads are "missing"
+    ft_all = lead_features(cols, fs, mains_hz)
+    out = []
+    for k in range(w_count):
+        ft = {key: v[k * n_leads:(k + 1) * n_leads] for key, v in ft_all.items()}
+        out.append(_report(ft, fs, names, los[k], nonfinite[k], n))
+    return out
+
+
+def _report(ft: dict[str, np.ndarray], fs: float, names: tuple[str, ...], lo: np.ndarray | None,
+            nonfinite: np.ndarray, n: int) -> QualityReport:
+    """Verdict, reasons and per-lead quality of one window from its features."""
+    reasons: list[str] = []
     fatal, minor = _lead_verdicts(ft)
     for i in np.nonzero(nonfinite)[0]:
-        fatal[i] = ["missing"]                            # zero-filled: its other flags mean nothing
+        fatal[i] = ["missing"]                            # placeholder-filled: its other flags mean nothing
         minor[i] = []
     # Electrodes off: the front end's flags first, then what the signal shows.
     off: list[str] = []
-    if lead_off is not None:
-        lo = np.asarray(lead_off, dtype=bool)
-        if lo.ndim != 2 or lo.shape[1] != len(ELECTRODES) or lo.shape[0] != x.shape[0]:
-            raise QualityError(f"lead_off must be (n, {len(ELECTRODES)}) bool in order {', '.join(ELECTRODES)} "
-                               f"with n = {x.shape[0]}, got {lo.shape}")
+    if lo is not None:
         off = [e for e, fr in zip(ELECTRODES, lo.mean(axis=0)) if fr > LEAD_OFF_FRACTION]
     for e in _infer_off_electrodes(fatal, names):
         if e not in off:
