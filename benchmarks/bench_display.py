@@ -32,8 +32,9 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))      # the Chrome DevTools test client is a test tool
 
-from edge_app.display.browser import Browser  # noqa: E402
+from cdp_browser import Browser  # noqa: E402
 
 RECORD = ROOT / "edge_app" / "data" / "records" / "00181_hr"
 

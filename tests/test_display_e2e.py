@@ -27,7 +27,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from mosquitto_broker import MosquittoBroker
 
-from edge_app.display.browser import Browser, find_chromium
+from cdp_browser import Browser, find_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "edge_app" / "data" / "records" / "00181_hr"     # PTB-XL MI record shipped with the app

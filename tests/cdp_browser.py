@@ -2,9 +2,10 @@
 
 Why here and not selenium/playwright: the device and CI already have Debian's chromium; a ~200-line
 CDP client (WebSocket framing + JSON-RPC) avoids a heavy dependency and a driver-version dance.
-Used by the display's browser tests, benchmarks/bench_display.py and for README screenshots:
+A test and benchmark tool, not part of the device (it lives in tests/, not edge_app/). Used by the display's
+browser tests, benchmarks/bench_display.py and for README screenshots:
 
-    python -m edge_app.display.browser http://127.0.0.1:8080/ out.png --size 1280x800 --wait 6
+    python tests/cdp_browser.py http://127.0.0.1:8080/ out.png --size 1280x800 --wait 6
 """
 from __future__ import annotations
 
