@@ -20,14 +20,14 @@ import queue
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from edge_app import __version__
 from edge_app.alarm_latch import AlarmLatch
 from edge_app.config import Config, mqtt_enabled
-from edge_app.dispatcher import Dispatcher
+from edge_app.dispatcher import Dispatcher, Subscriber
 from edge_app.errors import ConfigError
 from edge_app.messages import BlockReceived, DeviceInfoChanged, ResultReady, StatusTick, TelemetryUpdate
 from edge_app.operations import DeviceOperations
@@ -37,6 +37,7 @@ from edge_app.results import PatientContext, new_id
 from edge_app.run_ledger import RunLedger
 from edge_app.runtime_config import RuntimeConfig
 from edge_app.sinks.record import RecordSink
+from edge_app.sinks.station_feedback import StationFeedbackSink
 from edge_app.storage import AuditLog, ResultStore
 from edge_app.supervision import Notifier, Watchdog
 from edge_app.telemetry import Telemetry, jsonable
@@ -62,16 +63,16 @@ def _default_driver_factory(port: str, baudrate: int, fs: int) -> FrontEndDriver
 
 
 class Daemon:
-    """Builds the services, runs the data path, shuts down in order. `result_callbacks` (e.g. the demo's
-    printer) are subscribed to every result like any other sink."""
+    """Builds the services, runs the data path, shuts down in order. `sinks`: extra subscribers (objects with
+    subscribe(bus)) or plain callables that get every result dict (e.g. the demo's printer)."""
 
     def __init__(self, cfg: Config, driver_factory: DriverFactory | None = None,
-                 sinks: tuple[Callable[[dict[str, Any]], None], ...] = (), notifier: Notifier | None = None):
+                 sinks: Sequence[Subscriber | Callable[[dict[str, Any]], None]] = (), notifier: Notifier | None = None):
         self.t_created = time.monotonic()
         self.run_id = new_id()                    # this process; stamped on every result and event
         self.cfg = cfg
         self.driver_factory = driver_factory or _default_driver_factory
-        self.result_callbacks = list(sinks)
+        self.extra_sinks = list(sinks)
         self.notifier = notifier or Notifier()
         self.watchdog = Watchdog(self.notifier)
         self.bus = Dispatcher()
@@ -137,8 +138,13 @@ class Daemon:
             self._start_uplink()                                          # outbox -> MQTT
         if self.cfg.get("display.enabled"):
             self._start_display()                                         # bedside page
-        for callback in self.result_callbacks:                            # e.g. `ecg-edge demo` printing
-            self.bus.subscribe(ResultReady, lambda msg, cb=callback: cb(msg.result))
+        StationFeedbackSink(self.cfg.state_dir, self.store, self.audit, self.uplink,     # receipts/reviews -> page
+                            self.display and self.display.hub).subscribe(self.bus)
+        for sink in self.extra_sinks:                                     # e.g. `ecg-edge demo` printing
+            if isinstance(sink, Subscriber):
+                sink.subscribe(self.bus)
+            else:
+                self.bus.subscribe(ResultReady, lambda msg, callback=sink: callback(msg.result))
         self.telemetry.subscribe(self.bus)                                # last: latency covers every sink
 
     def _check_state_dir(self) -> None:
@@ -189,12 +195,14 @@ class Daemon:
         self.bus.publish(DeviceInfoChanged({"model_version": new.model_version, "model_sha256": new.model_sha256}))
 
     def _start_uplink(self) -> None:
+        from edge_app.sinks.strip_upload import StripSink
         from edge_app.sinks.uplink import UplinkSink
         from edge_app.uplink.service import Uplink
         self.uplink = Uplink(self.cfg.mqtt, self.cfg.device_id, self.cfg.state_dir / "outbox.sqlite",
                              control=self.operations, model_store=self.model_store)
         sink = UplinkSink(self.uplink, self.store)
         sink.subscribe(self.bus)
+        StripSink(self.uplink, self.cfg.mqtt.strips).subscribe(self.bus)   # each result's strip, right after it
         self.uplink.set_birth({"software_version": __version__, "model_version": self.model.model_version,
                                "model_sha256": self.model.model_sha256, "config_version": self.runtime.version(),
                                "frontend": self._frontend_info()})
@@ -272,7 +280,7 @@ class Daemon:
             if block is None:
                 self._idle()
             else:
-                self._on_block(block, t_recv)
+                self.on_block(block, t_recv)
             if time.monotonic() - last_status > STATUS_EVERY_S:
                 last_status = time.monotonic()
                 self._publish_status()
@@ -290,7 +298,8 @@ class Daemon:
                                         f"ECG front end connected but sending no samples ({st}).")
         self.state = st
 
-    def _on_block(self, block: SampleBlock, t_recv: float) -> None:
+    def on_block(self, block: SampleBlock, t_recv: float) -> None:
+        """One block in from the front end: published to the block observers, then windowed and analysed."""
         self.watchdog.progress("samples")
         self.state = "streaming"
         for code in FRONTEND_CONDITIONS:

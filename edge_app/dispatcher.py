@@ -20,12 +20,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Protocol, TypeVar, runtime_checkable
 
 log = logging.getLogger(__name__)
 
 M = TypeVar("M")
 Handler = Callable[[Any], None]
+
+
+@runtime_checkable
+class Subscriber(Protocol):
+    """A sink: says which messages it takes by subscribing its handlers (see edge_app/sinks/)."""
+
+    def subscribe(self, bus: Dispatcher) -> None: ...
 
 
 class Dispatcher:
