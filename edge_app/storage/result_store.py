@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 
 from edge_app.storage.atomic import atomic_move_into, atomic_write_bytes, fsync_dir
+from edge_app.storage.wfdb_strip import UV_PER_LSB, read_strip, write_strip  # noqa: F401 - UV_PER_LSB re-exported
 from firmware_bridge.leads import LEADS
 
 log = logging.getLogger(__name__)
-UV_PER_LSB = 1.0          # strip resolution: 1 uV, range +/-32.767 mV
 
 
 @dataclass
@@ -152,13 +152,11 @@ class ResultStore:
             return StoredResult(rid, json_path, strip_path, nbytes, full)
 
     def _write_strip(self, rid: str, uv: np.ndarray, fs: float, ddir: Path) -> None:
-        import wfdb
+        # WFDB format 16 written by our own small writer (byte-identical to wfdb.wrsamp, tested): the wfdb
+        # package would pull pandas into the daemon for this one file. Missing samples -> WFDB's -32768.
         tdir = self.tmp_dir / rid
         tdir.mkdir(parents=True, exist_ok=True)
-        lsb = np.clip(np.round(uv / UV_PER_LSB), -32767, 32767).astype(np.int64)  # -32768 is WFDB's NaN
-        wfdb.wrsamp(rid, fs=fs, units=["mV"] * 12, sig_name=list(LEADS), d_signal=lsb.astype(np.int16).astype(np.int64),
-                    fmt=["16"] * 12, adc_gain=[1000.0 / UV_PER_LSB] * 12, baseline=[0] * 12,
-                    comments=["ecg-edge raw strip; triage aid, not a diagnosis"], write_dir=str(tdir))
+        write_strip(tdir, rid, uv, fs, LEADS, comments=["ecg-edge raw strip; triage aid, not a diagnosis"])
         atomic_move_into(tdir / f"{rid}.dat", ddir / f"{rid}.dat")
         atomic_move_into(tdir / f"{rid}.hea", ddir / f"{rid}.hea")
         fsync_dir(ddir)
@@ -260,14 +258,13 @@ class ResultStore:
         return [self._load(rid, day) for rid, day in rows]
 
     def strip(self, rid: str) -> tuple[np.ndarray, float]:
-        """The raw strip of a stored result: ((n, 12) microvolts, fs)."""
-        import wfdb
+        """The raw strip of a stored result: ((n, 12) microvolts, NaN = missing, fs)."""
         with self._lock:
             row = self._db.execute("SELECT day FROM results WHERE id=?", (rid,)).fetchone()
         if row is None:
             raise KeyError(rid)
-        rec = wfdb.rdrecord(str(self.results_dir / row[0] / rid))
-        return rec.p_signal * 1000.0, float(rec.fs)
+        uv, fs, _ = read_strip(self.results_dir / row[0] / rid)
+        return uv, fs
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -278,7 +275,6 @@ class ResultStore:
 
     def verify(self) -> list[str]:
         """Check every indexed result: JSON parses, id matches, strip (if any) is readable. [] = all good."""
-        import wfdb
         problems = []
         with self._lock:
             rows = self._db.execute("SELECT id, day, has_strip FROM results ORDER BY seq").fetchall()
@@ -293,9 +289,9 @@ class ResultStore:
                 continue
             if has_strip:
                 try:
-                    rec = wfdb.rdrecord(str(self.results_dir / day / rid))
-                    if rec.p_signal.shape[1] != 12:
-                        problems.append(f"{rid}: strip has {rec.p_signal.shape[1]} leads")
+                    uv, _, _ = read_strip(self.results_dir / day / rid)
+                    if uv.shape[1] != 12:
+                        problems.append(f"{rid}: strip has {uv.shape[1]} leads")
                 except Exception as e:  # noqa: BLE001 - any read failure is a problem to report
                     problems.append(f"{rid}: strip unreadable: {e}")
         return problems
