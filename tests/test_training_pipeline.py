@@ -27,8 +27,8 @@ def _cli(*args, timeout=400):
 def tiny(tmp_path_factory):
     base = tmp_path_factory.mktemp("tiny")
     out, run = base / "models", base / "run"
-    r = _cli("all", "--data", str(MINI), "--run", str(run), "--out", str(out), "--epochs", "1",
-             "--widths", "8,8,12,16", "--batch-size", "16", "--n-boot", "20", "--rep-size", "40", "--version", "test-tiny")
+    r = _cli("all", "--recipe", "tiny2", "--data", str(MINI), "--run", str(run), "--out", str(out),
+             "--n-boot", "20", "--rep-size", "40", "--version", "test-tiny")
     return {"out": out, "run": run, "log": r.stdout}
 
 
@@ -43,7 +43,7 @@ def test_all_produces_every_artefact(tiny):
     from edge_app.signal_chain.contract import CLASSES, CONTRACT
     assert m["contract"] == CONTRACT and m["classes"] == list(CLASSES)
     assert set(m["thresholds"]) == set(CLASSES)
-    assert len(m["golden"]) == 6 and m["training"]["epochs"] == 1
+    assert len(m["golden"]) == 6 and m["training"]["epochs"] == 2 and len(m["training"]["members"]) == 2
     assert m["quantization"]["type"].startswith("full-integer")
     card = (out / "MODEL_CARD.md").read_text()
     assert "not a diagnosis" in card and "fold 10" in card.lower().replace("strat_fold 10", "fold 10")

@@ -2,6 +2,7 @@
 
   ecg-train all        data -> train -> convert (float + int8) -> thresholds -> manifest + golden -> report
   ecg-train train      train only (Keras model into the run directory)
+  ecg-train combine    members -> one calibrated model (mean logit + Platt fitted on the val fitting half)
   ecg-train convert    int8 (and float) TFLite + Grad-CAM head + thresholds + manifest from a trained run
   ecg-train evaluate   evaluate a .tflite through LiteRT on a shard-layout directory (--json for machines)
   ecg-train report     evaluation report (JSON + Markdown + PNG) and MODEL_CARD.md into the model directory
@@ -66,6 +67,11 @@ def cmd_train(a) -> dict:
         cfg.patience = a.patience
     if a.swa_start is not None:
         cfg.swa_start = a.swa_start
+    for k in ("crop", "eval_every", "threads", "label_smoothing", "class_weighting"):
+        if getattr(a, k, None) is not None:
+            setattr(cfg, k, getattr(a, k))
+    if getattr(a, "se", False):
+        cfg.se = True
     run = Path(a.run)
     from training.export import git_commit
     commit = git_commit(ROOT)
@@ -76,6 +82,57 @@ def cmd_train(a) -> dict:
     (run / "train_info.json").write_text(json.dumps(info, indent=1))
     _say(f"trained {info['epochs_run']} epochs in {info['seconds']:.0f}s; best epoch {info['best_epoch']} "
          f"val macro AUC (float, Keras) {info['best_val_macro_auc_float']:.4f}")
+    return info
+
+
+def cmd_combine(a) -> dict:
+    """Members (trained runs) -> one calibrated Keras model in --run (see training/ensemble.py).
+
+    Platt scaling per class is fitted on the FITTING half of val only (training/splits.py); the reporting half
+    is never used here."""
+    _quiet_tf()
+    import tensorflow as tf
+    from edge_app.signal_chain.contract import CLASSES
+    from training.ensemble import combine, fit_platt, member_logits
+    from training.metrics import macro_auc
+    from training.splits import val_halves
+    data = Path(a.data) / "ptbxl100" if (Path(a.data) / "ptbxl100").exists() else Path(a.data)
+    run = Path(a.run)
+    run.mkdir(parents=True, exist_ok=True)
+    member_dirs = [Path(m) for m in a.members]
+    va, vax, vad = _load_split(data, "val", a.limit)
+    fit, _ = val_halves(data, va.ecg_id)
+    members, infos, Z = [], [], []
+    for k, md in enumerate(member_dirs):
+        if not (md / "model.keras").exists():
+            raise FileNotFoundError(f"member {md} has no model.keras: train it first (ecg-train train --run {md})")
+        m = tf.keras.models.load_model(md / "model.keras", compile=False)
+        members.append(m)
+        infos.append(json.loads((md / "train_info.json").read_text()))
+        Z.append(member_logits(m, vax, vad))
+        _say(f"member {k} ({md.name}): {m.count_params()} parameters, val macro AUC {macro_auc(va.y, 1 / (1 + np.exp(-Z[-1]))):.4f}")
+    z = np.mean(Z, axis=0)
+    platt = fit_platt(z[fit], va.y[fit]) if not a.no_calibration else None
+    model = combine(members, platt)
+    pv = np.asarray(model.predict({"ecg": vax, "demographics": vad}, batch_size=256, verbose=0)["probabilities"])
+    _say(f"combined {len(members)} member(s): val macro AUC {macro_auc(va.y, pv):.4f}; Platt fitted on the fitting half "
+         f"({int(fit.sum())} records): " + ", ".join(f"{c} a={platt.a[i]:.2f} k={platt.k[i]:+.2f}" for i, c in enumerate(CLASSES))
+         if platt else "")
+    model.save(run / "model.keras")
+    cfg0 = dict(infos[0]["config"])
+    info = {"members": [{"run": str(md), "params": int(m.count_params()), "config": inf["config"],
+                         "epochs_run": inf["epochs_run"], "best_epoch": inf["best_epoch"], "seconds": inf["seconds"],
+                         "best_val_macro_auc_float": inf["best_val_macro_auc_float"], "git_commit": inf.get("git_commit")}
+                        for md, m, inf in zip(member_dirs, members, infos)],
+            "calibration": {"method": "Platt scaling per class on the mean member logit (folded into the head)",
+                            "fitted_on": f"val fitting half ({int(fit.sum())} records; split by patient, training/splits.py)",
+                            "params": platt.to_json() if platt else None},
+            "epochs_run": sum(i["epochs_run"] for i in infos), "best_epoch": [i["best_epoch"] for i in infos],
+            "seconds": sum(i["seconds"] for i in infos), "best_val_macro_auc_float": macro_auc(va.y, pv),
+            "config": {"widths": cfg0["widths"], "stem_pool": cfg0.get("stem_pool", False),
+                       "members": [i["config"] for i in infos]},
+            "git_commit": infos[0].get("git_commit"), "data": infos[0].get("data", {})}
+    (run / "train_info.json").write_text(json.dumps(info, indent=1))
     return info
 
 
@@ -132,34 +189,51 @@ def cmd_convert(a) -> Path:
     _say("evaluating float and int8 on val through LiteRT")
     Pf = run_tflite(float_path, vax, vad)
     Pq = run_tflite(int8_path, vax, vad)
-    np.savez(run / "val_probs.npz", float=Pf, int8=Pq, y=va.y, ecg_id=va.ecg_id)
+    from training.splits import val_halves
+    fit, rep = val_halves(data, va.ecg_id)
+    np.savez(run / "val_probs.npz", float=Pf, int8=Pq, y=va.y, ecg_id=va.ecg_id, fit=fit)
+    # Thresholds are fitted on the FITTING half of val; every figure below is measured on the REPORTING half
+    # (AUC, which no threshold or monotone calibration changes, also on all of val).
     thresholds, ops = {}, {}
+    mi_target = float(a.mi_sensitivity)
     for k, c in enumerate(CLASSES):
-        y, p = va.y[:, k], Pq[:, k]
-        t_sens = threshold_for_sensitivity(y, p, 0.90)
+        y, p = va.y[fit, k], Pq[fit, k]
+        t_sens = threshold_for_sensitivity(y, p, mi_target)
         t_you = threshold_youden(y, p)
-        ops[c] = {"youden": binary_stats(y, p, t_you), "sensitivity_0.90": binary_stats(y, p, t_sens)}
+        key = f"sensitivity_{mi_target:.2f}"
+        ops[c] = {"fitted_on": "val fitting half", "youden": binary_stats(y, p, t_you), key: binary_stats(y, p, t_sens),
+                  "on_reporting_half": {"youden": binary_stats(va.y[rep, k], Pq[rep, k], t_you),
+                                        key: binary_stats(va.y[rep, k], Pq[rep, k], t_sens)}}
         thresholds[c] = t_sens if c == "MI" else t_you
-        ops[c]["chosen"] = "sensitivity_0.90" if c == "MI" else "youden"
-    sq, sf = summarize(va.y, Pq, thresholds), summarize(va.y, Pf, thresholds)
-    metrics = {"split": "val (PTB-XL strat_fold 9)", "n": sq["n"], "int8": sq, "float": sf,
-               "int8_vs_float": {"macro_auc_diff": sq["macro_auc"] - sf["macro_auc"],
+        ops[c]["chosen"] = key if c == "MI" else "youden"
+    sq, sf = summarize(va.y[rep], Pq[rep], thresholds), summarize(va.y[rep], Pf[rep], thresholds)
+    full_q, full_f = summarize(va.y, Pq, None), summarize(va.y, Pf, None)
+    metrics = {"split": "val reporting half (PTB-XL strat_fold 9, patients split by training/splits.py); "
+                        "thresholds and calibration fitted on the other half",
+               "n": sq["n"], "int8": sq, "float": sf,
+               "val_full": {"n": full_q["n"], "macro_auc_int8": full_q["macro_auc"], "macro_auc_float": full_f["macro_auc"],
+                            "auc_int8": {c: full_q["per_class"][c]["auc"] for c in CLASSES}},
+               "int8_vs_float": {"macro_auc_diff": full_q["macro_auc"] - full_f["macro_auc"],
                                  "mean_abs_prob_diff": float(np.mean(np.abs(Pq - Pf))),
-                                 "max_abs_prob_diff": float(np.max(np.abs(Pq - Pf)))}}
-    fmap_shape = list(model.get_layer("feature_map").output.shape[1:])
+                                 "max_abs_prob_diff": float(np.max(np.abs(Pq - Pf))),
+                                 "on": "all of val"}}
+    fmap_shape = list(np.asarray(model({"ecg": vax[:1], "demographics": vad[:1]}, training=False)["feature_map"]).shape[1:])
     training = {"data": info.get("data", {}), "split": {"train": "PTB-XL strat_fold 1-8", "val": "strat_fold 9 (selection, thresholds, report)",
                                                          "test": "strat_fold 10 not used (kept aside)"},
                 "epochs": info["epochs_run"], "best_epoch": info["best_epoch"], "seconds": info["seconds"],
                 "git_commit": info.get("git_commit", "unknown (trained before commits were recorded)"),
                 "git_commit_convert": export.git_commit(ROOT), "config": info["config"],
                 "params": int(model.count_params())}
+    if "members" in info:
+        training["members"] = info["members"]
+        training["calibration"] = info["calibration"]
     quant = {"type": "full-integer post-training quantization (TFLITE_BUILTINS_INT8 ops only)",
              "interface": "float32 inputs/outputs (quantize/dequantize inside the model)",
              "representative_set": f"{best[3]} real PTB-XL train ECGs (max |x| < {best[2]} mV) through make_model_input; "
                                    "demographics known/partial/unknown; best of 3 candidate sets by mean |int8-float| "
                                    f"on {len(check_idx)} other train ECGs ({best[0]:.4f})",
              "float_model_bytes": float_path.stat().st_size, "int8_model_bytes": int8_path.stat().st_size}
-    version = a.version or time.strftime("1.0.0+%Y%m%d%H%M", time.gmtime())
+    version = a.version or time.strftime("2.0.0+%Y%m%d%H%M", time.gmtime())
     kw = dict(out_dir=out, model_file=int8_path.name, gradcam_file=cam_file, model_version=version,
               thresholds=thresholds, operating_points=ops, quantization=quant, training=training,
               metrics_val=metrics, seconds_per_step=export.total_stride(widths, stem_pool) / 100.0, feature_map_shape=fmap_shape)
@@ -207,13 +281,38 @@ def cmd_evaluate(a) -> dict:
 def cmd_report(a) -> None:
     from training.report import build_report
     data = Path(a.data) / "ptbxl100" if (Path(a.data) / "ptbxl100").exists() else Path(a.data)
-    build_report(Path(a.out) / "manifest.json", Path(a.run), data, progress=_say, n_boot=a.n_boot, limit=a.limit)
+    mpath = Path(a.out) / "manifest.json"
+    if not mpath.exists():
+        raise FileNotFoundError(f"{mpath} not found: run `ecg-train convert` (or `ecg-train all`) first")
+    build_report(mpath, Path(a.run), data, progress=_say, n_boot=a.n_boot, limit=a.limit,
+                 mi_target=float(a.mi_sensitivity))
 
 
 def cmd_all(a) -> None:
+    """Train every member of the recipe (sequentially, each into <run>/member<k>), combine + calibrate, convert,
+    report. --recipe single trains one model with the command-line settings (the 1.0.0 way; used by the tests)."""
+    import copy
+    from training.recipes import RECIPES
     t0 = time.time()
-    _say("== ecg-train all: train -> convert -> report ==")
-    cmd_train(a)
+    _say(f"== ecg-train all ({a.recipe}): train members -> combine + calibrate -> convert -> report ==")
+    run = Path(a.run)
+    if a.recipe == "single":
+        members = [copy.copy(a)]
+    else:
+        members = []
+        for k, over in enumerate(RECIPES[a.recipe]):
+            m = copy.copy(a)
+            for key, val in over.items():
+                setattr(m, key, val)
+            members.append(m)
+    dirs = []
+    for k, m in enumerate(members):
+        m.run = str(run / f"member{k}")
+        _say(f"-- member {k + 1}/{len(members)} -> {m.run}")
+        cmd_train(m)
+        dirs.append(m.run)
+    a.members = dirs
+    cmd_combine(a)
     cmd_convert(a)
     cmd_report(a)
     _say(f"== done in {time.time() - t0:.0f}s ==")
@@ -239,9 +338,24 @@ def main(argv: list[str] | None = None) -> int:
             sp.add_argument("--patience", type=int, default=None)
             sp.add_argument("--swa-start", type=int, default=None, help="average weights from this epoch on (SWA)")
             sp.add_argument("--stem-pool", action="store_true", help="pool after the stem (half the compute, coarser CAM)")
+            sp.add_argument("--se", action="store_true", help="squeeze-excitation in every residual block")
+            sp.add_argument("--crop", type=int, default=None, help="train on random crops of N samples (e.g. 250 = 2.5 s)")
+            sp.add_argument("--eval-every", type=int, default=None, help="score val every k epochs")
+            sp.add_argument("--threads", type=int, default=None, help="TensorFlow threads (0 = all cores)")
+            sp.add_argument("--label-smoothing", type=float, default=None)
+            sp.add_argument("--class-weighting", choices=("sqrt", "none"), default=None)
         sp.add_argument("--rep-size", type=int, default=300)
+        sp.add_argument("--mi-sensitivity", type=float, default=0.91,
+                        help="MI threshold: the highest with this sensitivity on the val fitting half")
+        sp.add_argument("--no-calibration", action="store_true", help="skip Platt scaling (combine)")
         sp.add_argument("--version", default="")
-    common(sub.add_parser("all", help="reproduce everything"), train=True)
+    al = sub.add_parser("all", help="reproduce everything")
+    common(al, train=True)
+    al.add_argument("--recipe", default="model2", help="members to train: a name in training/recipes.py, or 'single' "
+                    "(one model from the command-line settings)")
+    cb = sub.add_parser("combine", help="members -> one calibrated model (Platt on the val fitting half)")
+    common(cb)
+    cb.add_argument("--members", nargs="+", required=True, help="trained run directories (each with model.keras)")
     common(sub.add_parser("train", help="train only"), train=True)
     common(sub.add_parser("convert", help="TFLite int8 + manifest from a run"))
     common(sub.add_parser("report", help="evaluation report + model card"))
@@ -255,11 +369,12 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     try:
-        {"all": cmd_all, "train": cmd_train, "convert": cmd_convert, "evaluate": cmd_evaluate, "report": cmd_report}[a.cmd](a)
+        {"all": cmd_all, "train": cmd_train, "combine": cmd_combine, "convert": cmd_convert, "evaluate": cmd_evaluate, "report": cmd_report}[a.cmd](a)
     except Exception as e:  # DataError/ModelError: clear message, non-zero exit
         from training.data import DataError
         from edge_app.inference.model import ModelError
-        if isinstance(e, (DataError, ModelError, FileNotFoundError)):
+        from training.report import ReportError
+        if isinstance(e, (DataError, ModelError, ReportError, FileNotFoundError)):
             print(f"error: {e}", file=sys.stderr)
             return 2
         raise

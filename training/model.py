@@ -22,27 +22,42 @@ def _conv_bn(x, filters: int, kernel: int, stride: int = 1, act: bool = True, na
     return L.ReLU(name=f"{name}_relu")(x) if act else x
 
 
-def _res_block(x, filters: int, kernel: int, stride: int, name: str):
+def _squeeze_excite(y, filters: int, name: str, ratio: int = 8):
+    """Channel attention (Hu et al. 2018): a per-channel gate from the time-averaged activations. Cheap (two
+    tiny Dense layers) and int8-friendly (MEAN, FULLY_CONNECTED, LOGISTIC, MUL)."""
+    s = L.GlobalAveragePooling1D(keepdims=True, name=f"{name}_se_pool")(y)
+    s = L.Dense(max(4, filters // ratio), activation="relu", name=f"{name}_se_fc1")(s)
+    s = L.Dense(filters, activation="sigmoid", name=f"{name}_se_fc2")(s)
+    return L.Multiply(name=f"{name}_se_scale")([y, s])
+
+
+def _res_block(x, filters: int, kernel: int, stride: int, name: str, se: bool = False):
     shortcut = x
     y = _conv_bn(x, filters, kernel, stride, True, f"{name}_a")
     y = _conv_bn(y, filters, kernel, 1, False, f"{name}_b")
+    if se:
+        y = _squeeze_excite(y, filters, name)
     if stride != 1 or shortcut.shape[-1] != filters:
         shortcut = _conv_bn(shortcut, filters, 1, stride, False, f"{name}_proj")
     return L.ReLU(name=f"{name}_out")(L.Add(name=f"{name}_add")([y, shortcut]))
 
 
 def build_model(widths: tuple[int, ...] = (32, 48, 64, 96), kernel: int = 7, demo_units: int = 8,
-                dropout: float = 0.2, stem_pool: bool = True) -> tf.keras.Model:
+                dropout: float = 0.2, stem_pool: bool = True, se: bool = False,
+                length: int | None = N_SAMPLES, name: str = "ecg_resnet1d_demo") -> tf.keras.Model:
     """widths: channels of the residual stages; stage k>0 halves time; stem_pool halves once more after the
-    stride-2 stem (cheaper, coarser CAM). Returns a Keras model with inputs
-    'ecg' (1000, 12) and 'demographics' (4,), outputs 'probabilities' (5,) and 'feature_map' (T', C)."""
-    ecg = tf.keras.Input((N_SAMPLES, 12), name="ecg", dtype=tf.float32)
+    stride-2 stem (cheaper, coarser CAM); se: squeeze-excitation in every residual block; length None makes the
+    model fully convolutional in time (train on random crops, run on the whole 10 s window: the linear head
+    after global average pooling then gives the mean of the crop logits, the PTB-XL benchmark's sliding-window
+    aggregation in one pass). Returns a Keras model with inputs 'ecg' (length, 12) and 'demographics' (4,),
+    outputs 'probabilities' (5,) and 'feature_map' (T', C)."""
+    ecg = tf.keras.Input((length, 12), name="ecg", dtype=tf.float32)
     demo = tf.keras.Input((4,), name="demographics", dtype=tf.float32)
     x = _conv_bn(ecg, widths[0], 11, 2, True, "stem")                  # 500
     if stem_pool:
         x = L.MaxPooling1D(2, padding="same", name="stem_pool")(x)        # 250
     for k, w in enumerate(widths):
-        x = _res_block(x, w, kernel if k < 2 else 5, 1 if k == 0 else 2, f"stage{k}")
+        x = _res_block(x, w, kernel if k < 2 else 5, 1 if k == 0 else 2, f"stage{k}", se)
     fmap = L.Activation("linear", name="feature_map")(x)                  # (T', C)
     pooled = L.GlobalAveragePooling1D(name="gap")(fmap)
     e = L.Dense(demo_units, activation="relu", name="demo_embed")(demo)
@@ -51,7 +66,7 @@ def build_model(widths: tuple[int, ...] = (32, 48, 64, 96), kernel: int = 7, dem
     logits = L.Dense(len(CLASSES), name="head")(h)
     probs = L.Activation("sigmoid", name="probabilities")(logits)
     return tf.keras.Model({"ecg": ecg, "demographics": demo}, {"probabilities": probs, "feature_map": fmap},
-                          name="ecg_resnet1d_demo")
+                          name=name)
 
 
 def head_weights(model: tf.keras.Model) -> dict:

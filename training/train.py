@@ -43,6 +43,12 @@ class TrainConfig:
     shift_max: int = 50
     patience: int = 25
     swa_start: int = 12         # >0: also average the weights of epochs >= swa_start (SWA) and keep it if val is better
+    se: bool = False            # squeeze-excitation in every residual block
+    crop: int = 0               # >0: train on random crops of this many samples (model runs on the whole window)
+    eval_every: int = 1         # evaluate val every k epochs (and at the last); cheap crop epochs need not be scored
+    class_weighting: str = "sqrt"   # "sqrt": positive weight sqrt(neg/pos) per class; "none": plain BCE
+    label_smoothing: float = 0.0
+    threads: int = 0            # TensorFlow intra-op threads (0 = all cores)
     pos_weight: list[float] = field(default_factory=list)   # filled from train prevalence
 
     def to_json(self) -> dict:
@@ -55,6 +61,10 @@ class TrainConfig:
 def augment(ecg: tf.Tensor, demo: tf.Tensor, cfg: TrainConfig) -> tuple[tf.Tensor, tf.Tensor]:
     """Batch augmentation on (b, 1000, 12) mV and (b, 4) contract demographics."""
     b = tf.shape(ecg)[0]
+    if cfg.crop:
+        # one random crop per record (all leads together), as in the PTB-XL benchmark's training protocol
+        start = tf.random.uniform((b,), 0, ecg.shape[1] - cfg.crop + 1, dtype=tf.int32)
+        ecg = tf.gather(ecg, start[:, None] + tf.range(cfg.crop)[None, :], batch_dims=1)
     n = ecg.shape[1]
     scale = tf.random.uniform((b, 1, 1), *cfg.scale_range)
     x = ecg * scale
@@ -65,8 +75,9 @@ def augment(ecg: tf.Tensor, demo: tf.Tensor, cfg: TrainConfig) -> tuple[tf.Tenso
     ph = tf.random.uniform((b, 1, 12), 0.0, 2 * math.pi)
     amp = tf.random.uniform((b, 1, 1), 0.0, cfg.wander_mv_max) * tf.cast(tf.random.uniform((b, 1, 1)) < 0.5, tf.float32)
     x = x + amp * tf.sin(2 * math.pi * f * t + ph)
-    shift = tf.random.uniform((b,), -cfg.shift_max, cfg.shift_max + 1, dtype=tf.int32)
-    x = tf.map_fn(lambda a: tf.roll(a[0], a[1], axis=0), (x, shift), fn_output_signature=tf.float32)
+    if cfg.shift_max and not cfg.crop:
+        shift = tf.random.uniform((b,), -cfg.shift_max, cfg.shift_max + 1, dtype=tf.int32)
+        x = tf.map_fn(lambda a: tf.roll(a[0], a[1], axis=0), (x, shift), fn_output_signature=tf.float32)
     lead = tf.random.uniform((b,), 0, 12, dtype=tf.int32)
     drop = tf.cast(tf.random.uniform((b,)) < cfg.p_lead_drop, tf.float32)
     x = x * (1.0 - tf.one_hot(lead, 12)[:, None, :] * drop[:, None, None])
@@ -77,10 +88,12 @@ def augment(ecg: tf.Tensor, demo: tf.Tensor, cfg: TrainConfig) -> tuple[tf.Tenso
     return x, demo
 
 
-def weighted_bce(pos_weight: np.ndarray):
+def weighted_bce(pos_weight: np.ndarray, label_smoothing: float = 0.0):
     pw = tf.constant(pos_weight, tf.float32)
 
     def loss(y_true, y_pred):
+        if label_smoothing:
+            y_true = y_true * (1.0 - label_smoothing) + 0.5 * label_smoothing
         p = tf.clip_by_value(y_pred, 1e-6, 1 - 1e-6)
         l = -(pw * y_true * tf.math.log(p) + (1.0 - y_true) * tf.math.log(1.0 - p))
         return tf.reduce_mean(l)
@@ -100,14 +113,22 @@ def train(train_x: np.ndarray, train_d: np.ndarray, train_y: np.ndarray,
           cfg: TrainConfig, out_dir: Path, progress=print) -> tuple[tf.keras.Model, dict]:
     """Train with AdamW + cosine decay; keep the weights of the epoch with the best val macro AUC."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(cfg.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(cfg.threads)
+        except RuntimeError:   # already initialised in this process
+            pass
     tf.keras.utils.set_random_seed(cfg.seed)
     prev = train_y.mean(0)
-    cfg.pos_weight = [float(v) for v in np.sqrt((1 - prev) / prev)]
-    model = build_model(cfg.widths, cfg.kernel, stem_pool=cfg.stem_pool)
+    cfg.pos_weight = ([float(v) for v in np.sqrt((1 - prev) / prev)] if cfg.class_weighting == "sqrt"
+                      else [1.0] * train_y.shape[1])
+    model = build_model(cfg.widths, cfg.kernel, stem_pool=cfg.stem_pool, se=cfg.se,
+                        length=None if cfg.crop else train_x.shape[1])
     steps = int(math.ceil(len(train_x) / cfg.batch_size))
     sched = tf.keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=steps * cfg.epochs, warmup_target=None)
     opt = tf.keras.optimizers.AdamW(sched, weight_decay=cfg.weight_decay)
-    loss_fn = weighted_bce(np.array(cfg.pos_weight))
+    loss_fn = weighted_bce(np.array(cfg.pos_weight), cfg.label_smoothing)
 
     ds = (tf.data.Dataset.from_tensor_slices((train_x, train_d, train_y))
           .shuffle(len(train_x), seed=cfg.seed, reshuffle_each_iteration=True)
@@ -130,6 +151,15 @@ def train(train_x: np.ndarray, train_d: np.ndarray, train_y: np.ndarray,
     for epoch in range(1, cfg.epochs + 1):
         te = time.time()
         losses = [float(step(x, d, y)) for x, d, y in ds]
+        if epoch % cfg.eval_every and epoch != cfg.epochs:
+            history.append({"epoch": epoch, "loss": float(np.mean(losses)), "seconds": time.time() - te})
+            progress(f"epoch {epoch}/{cfg.epochs} loss {np.mean(losses):.4f} {time.time() - te:.0f}s "
+                     f"(total {time.time() - t0:.0f}s)")
+            if cfg.swa_start and epoch >= cfg.swa_start:
+                w = model.get_weights()
+                swa_w = w if swa_w is None else [a + (b - a) / (swa_n + 1) for a, b in zip(swa_w, w)]
+                swa_n += 1
+            continue
         pv = predict_probs(model, val_x, val_d)
         auc = macro_auc(val_y, pv)
         per = [roc_auc(val_y[:, c], pv[:, c]) for c in range(val_y.shape[1])]
