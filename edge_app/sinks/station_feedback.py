@@ -61,7 +61,9 @@ class StationFeedbackSink:
         self.uplink = uplink
         self.hub = hub
         self.device_id = uplink.device_id if uplink is not None else None
-        self.counters = {"receipts": 0, "reviews": 0, "ignored": 0, "repeats": 0}
+        #: ignored: malformed / foreign / unknown result; unmatched: a well-formed receipt for messages this
+        #: device does not map to a result (its alarms and events, or results retention deleted): not an error
+        self.counters = {"receipts": 0, "reviews": 0, "ignored": 0, "repeats": 0, "unmatched": 0}
         self._watch: collections.OrderedDict[str, str] = collections.OrderedDict()   # result id -> last state
         if uplink is not None:
             uplink.subscribe(uplink.topics.receipt, self.on_receipt)
@@ -130,7 +132,6 @@ class StationFeedbackSink:
             if hit is None and held:                          # its strip (or another part of it)
                 hit = (doc["result_id"], kinds[i] if i < len(kinds) else None)
             if hit is None:
-                log.info("receipt %s names message %s this device does not know", doc["receipt_id"][:8], mid[:8])
                 continue
             if doc["result_id"] and hit[0] != doc["result_id"]:
                 log.warning("receipt %s: message %s belongs to result %s, not %s; skipped", doc["receipt_id"][:8],
@@ -138,7 +139,9 @@ class StationFeedbackSink:
                 continue
             known[mid] = hit
         if not known:
-            self._ignore("receipt", topic, "none of its messages is known to this device")
+            self.counters["unmatched"] += 1
+            log.debug("receipt %s: none of its messages maps to a result held here (alarm/event receipts do not)",
+                      doc["receipt_id"][:8])
             return
         new = self.store.add_receipt(doc, known)
         if not new:
