@@ -126,13 +126,17 @@ def _check_header(base: Path) -> _HeaderLines:
     if not lines:
         raise RecordError(f"{where}: is empty; a WFDB header starts with 'NAME N_SIGNALS FS N_SAMPLES'")
     rec = lines[0]
-    example = f"e.g. '{base.name} 12 500 5000'"
+    example = f"'NAME N_SIGNALS FS N_SAMPLES', e.g. '{base.name} 12 500 5000'"
+
+    def bad_line(problem: str) -> RecordError:
+        return RecordError(f"{where}: first line {' '.join(rec)[:60]!r} is not a WFDB record line ({problem}); "
+                           f"expected {example} - is this really a WFDB header?")
+
     if "/" in rec[0]:
         raise RecordError(f"{where}: is a multi-segment record, which is not supported; join the segments "
                           f"into one record (wfdb.wrsamp) first")
-    if len(rec) < 2 or not rec[1].isdigit():
-        raise RecordError(f"{where}: first line {' '.join(rec)[:60]!r} is not a WFDB record line "
-                          f"('NAME N_SIGNALS FS N_SAMPLES', {example}); is this really a WFDB header?")
+    if len(rec) < 2 or not rec[1].lstrip("-").isdigit():
+        raise bad_line("the second field must be the number of signals")
     n_sig = int(rec[1])
     if n_sig < 1:
         raise RecordError(f"{where}: declares {n_sig} signals; a record needs at least one")
@@ -141,14 +145,14 @@ def _check_header(base: Path) -> _HeaderLines:
         try:
             fs = float(rec[2].split("/")[0].split("(")[0])
         except ValueError:
-            raise RecordError(f"{where}: sampling frequency {rec[2]!r} is not a number ({example})") from None
-    if not math.isfinite(fs) or fs <= 0:
-        raise RecordError(f"{where}: sampling frequency {rec[2]} Hz; a record needs a rate above 0 Hz "
-                          f"(fix the third field of the first line, {example})")
+            raise bad_line(f"sampling frequency {rec[2]!r} is not a number") from None
+        if not math.isfinite(fs) or fs <= 0:
+            raise RecordError(f"{where}: sampling frequency {rec[2]} Hz; a record needs a rate above 0 Hz "
+                              f"(fix the third field of the first line: {example})")
     n_samples = None
     if len(rec) > 3:
         if not rec[3].isdigit():
-            raise RecordError(f"{where}: number of samples {rec[3]!r} is not a whole number ({example})")
+            raise bad_line(f"number of samples {rec[3]!r} is not a whole number")
         n_samples = int(rec[3])
     sig = lines[1:]
     if len(sig) < n_sig:
@@ -200,6 +204,7 @@ def read_wfdb_uv(path: str | os.PathLike) -> WfdbRecord:
     a rate of 0 Hz or a signal whose unit is not a voltage.
     """
     import wfdb  # a reading tool, imported only where a record is read
+    from wfdb.io._signal import INVALID_SAMPLE_VALUE
 
     base = record_base(path)
     h = _check_header(base)
@@ -221,10 +226,18 @@ def read_wfdb_uv(path: str | os.PathLike) -> WfdbRecord:
             raise RecordError(f"{base}.hea: signal {name} is in {unit!r}, not a voltage; an ECG signal must be "
                               f"in mV, uV or V (fix the unit after the gain, e.g. 1000.0(0)/mV)")
         scale.append(s)
+    if len(names) != d.shape[1] or len(rec.adc_gain or []) != d.shape[1]:
+        raise RecordError(f"{base}.hea: describes {len(names)} signals but the data has {d.shape[1]} columns; "
+                          f"make the signal lines match the .dat file")
     gain = np.array([g if g else DEFAULT_GAIN for g in rec.adc_gain], dtype=np.float64)
+    if not np.all(np.isfinite(gain)):
+        raise RecordError(f"{base}.hea: an ADC gain is not a finite number ({list(rec.adc_gain)}); "
+                          f"write the gain as e.g. 1000.0(0)/mV")
     baseline = np.array(rec.baseline, dtype=np.float64)
     # Same arithmetic as PTB-XL's own conversion, so training reads exactly the same numbers as before.
     uv = (d - baseline) / gain * np.asarray(scale)
-    invalid = np.array([wfdb.io._signal._digi_nan(f) for f in rec.fmt], dtype=np.float64)
-    uv[rec.d_signal == invalid.astype(np.int64)] = np.nan
+    for ch, fmt in enumerate(rec.fmt or []):
+        invalid = INVALID_SAMPLE_VALUE.get(str(fmt))    # format 8 (differences) has no "invalid" code
+        if invalid is not None:
+            uv[rec.d_signal[:, ch] == invalid, ch] = np.nan
     return WfdbRecord(path=str(base), fs=float(rec.fs), signals_uv=uv, sig_names=names, units=units)

@@ -42,7 +42,6 @@ def _free_port() -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from edge_app.config import config_from_dict
-    from edge_app.daemon import Daemon
     from edge_app.errors import ConfigError
     from firmware_bridge.records import RecordError
     from firmware_bridge.simulator import FrontEndSimulator, SimulatorError
@@ -69,6 +68,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         sim.stop()
         tmp.cleanup()
         return fail("demo", str(e), EXIT_BAD_INPUT)
+
+    from edge_app.daemon import Daemon       # after the record is known good: a typo is answered at once
 
     def show(d: dict[str, Any]) -> None:
         print(json.dumps(d) if args.json else format_result(d) + "\n", flush=True)
