@@ -154,3 +154,20 @@ def test_bad_input_clear_errors():
         sc.process(np.zeros((10, 3)))
     with pytest.raises(ConditioningError):
         sc.process(np.full((10, 12), np.inf))
+
+
+def test_strided_and_gather_polyphase_agree_bit_for_bit():
+    """Issue 17: many outputs per call use strided slices instead of a (K, taps, C) gather; same
+    arithmetic (taps accumulated in order), so the replayed and the streamed model input are identical."""
+    from edge_app.signal_chain import conditioning as cond
+    x = np.vstack([wfdb.rdrecord(str(HR[2])).p_signal * 1000.0, wfdb.rdrecord(str(HR[3])).p_signal * 1000.0])
+    for fs_in in (500.0, 250.0, 360.0, 1000.0, 128.0):
+        up, down, half, H = cond._design(fs_in, 100.0)
+        pad = half // up + H.shape[1] + 1
+        buf = np.concatenate([np.repeat(x[:1], pad, axis=0), x, np.repeat(x[-1:], pad, axis=0)])
+        k1 = -(-len(x) * up // down)
+        strided = cond._polyphase_strided(buf, -pad, 5, k1, up, down, half, H)
+        m = np.arange(5, k1, dtype=np.int64) * down + half
+        idx = (m // up)[:, None] - np.arange(H.shape[1])[None, :] + pad
+        gather = np.einsum("kt,ktc->kc", H[m % up], buf[idx])
+        assert np.array_equal(strided, gather), fs_in
