@@ -238,3 +238,57 @@ def test_shipped_acl_lets_a_device_send_strips_and_hear_only_its_own_station_wor
             admin.close()
     assert got and all(p == real for p in got), "only the station may write a device's reviews"
     assert snoop == [], "a device must not read another device's reviews"
+
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def test_bedside_page_in_chromium_shows_queued_then_received_then_the_review(tmp_path) -> None:
+    """The crew's view, in real Chromium: the result on screen says how far it got, live over SSE."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("Debian chromium not installed (apt-get install chromium)")
+    state = tmp_path / "state"
+    store = ResultStore(state)
+    r, uv, fs = _result("amb-07")
+    store.put(r, uv, fs)
+    hub = LiveHub()
+    hub.result_lookup = store.get
+    hub.strip_lookup = lambda rid: (lambda a: (a[1], a[0]))(store.strip(rid))
+    with MosquittoBroker(tmp_path) as broker, DisplayServer(hub, port=0) as page, \
+            sync_api.sync_playwright() as pw:
+        up = Uplink(_config(broker.port), "amb-07", state / "outbox.sqlite")
+        up.on_delivered = store.mark_delivered_msg
+        triage_id = up.publish_result(r, "high")
+        store.set_msg_id(r["id"], triage_id)
+        sink = StationFeedbackSink(state, store, None, up, hub)
+        hub.push_result(r)
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        station = _station(broker.port)
+        try:
+            tab = browser.new_page()
+            tab.goto(page.url)
+            delivery = tab.locator("#delivery")
+            sync_api.expect(delivery).to_contain_text("not yet delivered, 1 queued", timeout=15000)
+            up.start()
+            assert up.wait_drained(20)
+            station.publish("ecg/amb-07/receipt", json.dumps(_receipt("amb-07", [triage_id], r["id"])),
+                            qos=1).wait_for_publish(5)
+            sync_api.expect(delivery).to_contain_text(f"received by {STATION} at ", timeout=15000)
+            assert tab.locator("#review").is_hidden()
+            station.publish("ecg/amb-07/review", json.dumps(_review("amb-07", r["id"])), qos=1).wait_for_publish(5)
+            review = tab.locator("#review")
+            sync_api.expect(review).to_contain_text("Hospital review: CONFIRMED", timeout=15000)
+            sync_api.expect(review).to_contain_text("Dr A. Cardio")
+            sync_api.expect(review).to_contain_text("Inferior STEMI. Cath lab activated.")
+            sync_api.expect(tab.locator("#notice")).to_contain_text("NOT A DIAGNOSIS")
+            assert tab.locator("#station").bounding_box()["y"] < 400      # above the fold, under the banner
+            tab.screenshot(path=str(tmp_path / "bedside.png"))
+        finally:
+            browser.close()
+            station.loop_stop()
+            station.disconnect()
+            up.stop()
+    assert sink.counters["reviews"] == 1
+    store.close()

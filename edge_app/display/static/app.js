@@ -381,19 +381,21 @@ function renderStation() {
   if (!r || !fb) { box.classList.add("hidden"); return; }
   box.classList.remove("hidden");
   const d = fb.delivery || {};
+  const which = `ECG ${fmtTime(r.time)}: `;                       // the result on screen, as in its title
   del.className = "delivery";
   del.dataset.state = d.state || "";
   if (d.state === "received") {
-    del.textContent = `Received by ${d.station} at ${fmtTime(d.stored_at)}` + (d.strip_received ? " (with 12-lead strip)" : "");
+    del.textContent = which + `received by ${d.station} at ${fmtTime(d.stored_at)}` +
+      (d.strip_received ? " (with 12-lead strip)" : "");
     del.classList.add("received");
   } else if (d.state === "sent") {
-    del.textContent = "Sent, awaiting receipt from the hospital";
+    del.textContent = which + "sent, awaiting receipt from the hospital";
     del.classList.add("waiting");
   } else if (d.state === "queued") {
-    del.textContent = `Not yet delivered, ${d.queued ?? "?"} queued`;
+    del.textContent = which + `not yet delivered, ${d.queued ?? "?"} queued`;
     del.classList.add("waiting");
   } else {
-    del.textContent = "Kept on this device only (no uplink)";
+    del.textContent = which + "kept on this device only (no uplink)";
   }
   const v = fb.review;
   rev.className = "review" + (v ? " " + v.verdict : " hidden");
