@@ -27,9 +27,10 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11",
-    packages=find_packages(include=["firmware_bridge*", "edge_app*", "training*"]),
+    packages=find_packages(include=["firmware_bridge*", "edge_app*", "training*", "cloud_dashboard*"]),
     include_package_data=True,
-    package_data={"edge_app": ["display/static/*", "data/records/*", "uplink/schemas/*.json", "default_config.toml"]},
+    package_data={"edge_app": ["display/static/*", "data/records/*", "uplink/schemas/*.json", "default_config.toml"],
+                  "cloud_dashboard": ["web/static/*", "migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"]},
     # The shipped model travels with the software (found by edge_app.config for non-editable installs).
     data_files=[("share/ecg-edge/quantized_models",
                  [str(p) for p in sorted(Path("quantized_models").glob("*")) if p.is_file()])],
@@ -38,7 +39,8 @@ setup(
     entry_points={
         "console_scripts": [
             "ecg-edge=edge_app.cli:main",
-            "ecg-fleet=edge_app.uplink.fleet_cli:main",
+            "ecg-fleet=cloud_dashboard.fleet_cli:main",
+            "ecg-cloud=cloud_dashboard.cli:main",
             "ecg-frontend-sim=firmware_bridge.simulator:main",
             "ecg-train=training.cli:main",
         ]

@@ -95,7 +95,7 @@ def simulate(port: int, first: int, count: int, stop_file: str) -> None:
 
 # ---- admin probe process ----------------------------------------------------------------------------------
 def admin_probe(port: int, target: str, stop_file: str, period: float) -> None:
-    from edge_app.uplink.fleet_cli import FleetClient, FleetError
+    from cloud_dashboard.fleet_cli import FleetClient, FleetError
     with FleetClient(port=port, admin="bench") as fleet:
         while not os.path.exists(stop_file):
             t = time.perf_counter()
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     import psutil
-    from edge_app.uplink.fleet_cli import FleetClient
+    from cloud_dashboard.fleet_cli import FleetClient
     from edge_app.uplink.service import Uplink
     from edge_app.uplink.settings import MqttConfig
     from mosquitto_broker import MosquittoBroker

@@ -32,7 +32,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from .topics import COMMANDS, fleet_filter, split_device_topic, Topics
+from edge_app.uplink.topics import COMMANDS, fleet_filter, split_device_topic, Topics
 
 DISCLAIMER = "Triage aid, not a diagnosis."
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from edge_app.uplink import schemas
-from edge_app.uplink.fleet_cli import FleetClient, main as fleet_main
+from cloud_dashboard.fleet_cli import FleetClient, main as fleet_main
 from edge_app.uplink.service import Uplink
 from edge_app.uplink.settings import MqttConfig
 from mosquitto_broker import MosquittoBroker
@@ -191,7 +191,7 @@ def test_fleet_cli_watch_shows_results_and_alarms(rig, capsys):
 
 
 def test_watch_lines_describe_daemon_results_and_alarms():
-    from edge_app.uplink.fleet_cli import describe
+    from cloud_dashboard.fleet_cli import describe
     assert describe({"result": {"triage_level": "high", "triage": {"level": "high"}, "heart_rate_bpm": 88.2,
                                 "probabilities": {"MI": 0.91, "NORM": 0.05}, "quality": {"verdict": "good"}}}) \
         == "triage high, top MI 0.91, HR 88, quality good"

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from edge_app.patient import call
-from edge_app.uplink.fleet_cli import FleetClient, install_args, keygen, load_bundle, main as fleet_main, sign_bundle
+from edge_app.control_socket import call
+from cloud_dashboard.fleet_cli import FleetClient, install_args, keygen, load_bundle, main as fleet_main, sign_bundle
 from mosquitto_broker import MosquittoBroker
 from test_daemon_e2e import NORM_RECORD, _config, _sim, _sock, _start_daemon, _stop, _wait_ready
 from test_uplink_model import SHIPPED, needs_model, new_version_bundle

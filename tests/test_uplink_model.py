@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from edge_app.model_store import ModelStore, signed_digest
-from edge_app.uplink.fleet_cli import FleetClient, install_args, keygen, load_bundle, main as fleet_main, sign_bundle
+from cloud_dashboard.fleet_cli import FleetClient, install_args, keygen, load_bundle, main as fleet_main, sign_bundle
 from edge_app.uplink.service import Uplink
 from edge_app.uplink.settings import MqttConfig
 from mosquitto_broker import MosquittoBroker

@@ -246,11 +246,11 @@ def test_example_acl_confines_devices_and_reserves_commands_to_admins(tmp_path):
             rogue.disconnect(), rogue.loop_stop()
 
             # a wrong admin password is refused with a clear message
-            from edge_app.uplink.fleet_cli import main as fleet_main
+            from cloud_dashboard.fleet_cli import main as fleet_main
             assert fleet_main(["--port", str(broker.port), "-u", "admin", "-P", "wrong", "devices"]) == 2
 
             # the admin can
-            from edge_app.uplink.fleet_cli import FleetClient
+            from cloud_dashboard.fleet_cli import FleetClient
             with FleetClient(port=broker.port, username="admin", password="adminpw") as fleet:
                 reply = fleet.command("amb-01", "config/set", {"changes": {"triage.mi_threshold": 0.4}})
             assert reply["ok"], reply
@@ -288,7 +288,7 @@ def test_the_example_mosquitto_conf_itself_runs_tls_password_and_acl(tmp_path):
             mid = up.publish_result({"n": 1}, "high")
             assert up.wait_drained(10)
             assert [m["msg_id"] for m in admin.wait_for("triage", 1)] == [mid]
-            from edge_app.uplink.fleet_cli import FleetClient
+            from cloud_dashboard.fleet_cli import FleetClient
             with FleetClient(port=plain, username="admin", password="adminpw") as fleet:
                 assert fleet.command("amb-tls", "status")["ok"]
         finally:

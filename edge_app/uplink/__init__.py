@@ -43,7 +43,7 @@ edge_app.uplink.service
     raises OutboxFull (edge_app.uplink.outbox) when the disk budget is exhausted: nothing is deleted.
 edge_app.uplink.outbox_cli.run(argv) -> int   "ecg-edge outbox [--config TOML | --db PATH] [--json]"
                                               (depth, oldest, by priority; file <state_dir>/outbox.sqlite)
-edge_app.uplink.fleet_cli.main(argv=None)    "ecg-fleet": devices, watch, cmd, keygen, sign, rollout
+cloud_dashboard.fleet_cli.main(argv=None)   "ecg-fleet" (admin side, moved out of the device package)
     FleetClient(host, port, prefix, tls=..., username=..., password=...).command(device, name, args, timeout)
 edge_app.uplink.topics    Topics(prefix, device_id) -- every topic string; COMMANDS
 edge_app.uplink.schemas   load(name) -> JSON Schema dict; BY_LEAF

@@ -1,0 +1,1 @@
+"""Ingest: MQTT 5 workers sharing one fleet (store.py decides and writes; worker.py speaks MQTT)."""

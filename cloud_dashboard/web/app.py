@@ -1,0 +1,52 @@
+"""create_app(config): the FastAPI application (FastAPI's "bigger applications" layout: routers per resource,
+dependencies for auth and the database session). The MQTT ingest is NOT here: it runs in its own processes
+(cloud_dashboard.ingest.worker), so a slow request never delays intake and vice versa."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.orm import Session, sessionmaker
+
+from .. import NOTICE, __version__
+from ..config import CloudConfig
+from ..db.engine import make_engine, session_factory
+from .routers import auth, devices, live, pages, results
+from .routers.pages import STATIC
+
+#: Routes anyone may call: they carry no patient or fleet data (checked by tests/test_cloud_security.py).
+PUBLIC_PATHS = {"/login", "/auth/csrf", "/auth/login", "/healthz", "/static", "/"}
+
+
+def create_app(config: CloudConfig, sessions: sessionmaker[Session] | None = None) -> FastAPI:
+    app = FastAPI(title="ECG triage receiving station", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url=None, description=NOTICE)
+    if sessions is None:
+        engine = make_engine(config.database_url)
+        sessions = session_factory(engine)
+        app.router.on_shutdown.append(engine.dispose)
+    app.state.config = config
+    app.state.sessions = sessions
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any):
+        response = await call_next(request)
+        h = response.headers
+        h.setdefault("X-Content-Type-Options", "nosniff")
+        h.setdefault("X-Frame-Options", "DENY")
+        h.setdefault("Referrer-Policy", "no-referrer")
+        h.setdefault("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                                                "frame-ancestors 'none'")
+        if request.url.path.startswith("/api/"):
+            h.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, Any]:
+        return {"ok": True, "station": config.station.name, "version": __version__}
+
+    for r in (auth.router, results.router, devices.router, live.router, pages.router):
+        app.include_router(r)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

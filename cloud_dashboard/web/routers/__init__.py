@@ -1,0 +1,1 @@
+"""Routers per resource: auth, results, devices, live (SSE), admin, pages."""
