@@ -26,8 +26,9 @@ def add_parser(sub: argparse._SubParsersAction, with_config) -> None:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from edge_app.errors import ConfigError
-    from edge_app.pipeline import PipelineSettings, analyse_record
-    from firmware_bridge.records import RecordError
+    from edge_app.pipeline import PipelineSettings
+    from edge_app.replay import replay_records
+    from edge_app.results import PatientContext
     from edge_app.cli.builtin import resolve_record
     try:
         cfg = load_config(args.config)
@@ -45,13 +46,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.stride:
         settings.stride_s = float(args.stride)
     rc = EXIT_OK
-    for given in args.paths:
-        try:
-            path = resolve_record(given)
-            results = analyse_record(path, ctx.age, ctx.sex, model=model, settings=settings,
-                                     device_id=cfg.device_id, config=cfg)
-        except RecordError as e:
-            rc = fail("replay", str(e), EXIT_BAD_INPUT)
+    # Batch replay (edge_app.replay): the results of pipeline.analyse_record, record by record, with less work.
+    patient = PatientContext(age=ctx.age, sex=ctx.sex)
+    for item in replay_records(args.paths, model, settings, patient=patient, device_id=cfg.device_id,
+                               resolve=resolve_record):
+        given, path, results = item.given, item.path, item.results
+        if item.error is not None:
+            rc = fail("replay", item.error, EXIT_BAD_INPUT)
             continue
         if not results:
             rc = fail("replay", f"{given}: shorter than one 10 s window; nothing analysed (replay needs at least "
