@@ -37,7 +37,7 @@ def test_kernels_are_loaded_without_scipy_signal_package():
 def test_every_tabulated_design_equals_scipy_bit_for_bit():
     table = json.loads(dsp.DESIGNS_PATH.read_text())["designs"]
     reqs = dsp.table_requests()
-    assert len(reqs) == len(table) >= 60
+    assert len(table) >= len(reqs) >= 60 and all(dsp.request_key(k, a) in table for k, a in reqs)
     for kind, args in reqs:
         mine = dsp.design_by_name(kind, args)
         ref = dsp._compute_fresh(kind, args)
