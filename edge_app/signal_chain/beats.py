@@ -9,7 +9,7 @@ Why this design:
   leads are combined with a trimmed mean (the largest quarter dropped per sample), so a QRS seen
   by many leads stands out while noise on one or two leads (a loose electrode, muscle) cannot
   create beats on its own; flat, railed and floating leads are left out.
-- Vectorised with numpy/scipy; the only Python loop runs over candidate peaks (a few per
+- Vectorised with numpy and scipy.signal's compiled kernels (dsp.py, without scipy.signal's import cost); the only Python loop runs over candidate peaks (a few per
   second), never over samples.
 """
 from __future__ import annotations
@@ -17,15 +17,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy import signal as sps
+from . import dsp
 
 #: Band-pass for QRS energy (Hz). Pan-Tompkins used 5-15 Hz; a slightly wider band keeps
 #: narrow QRS energy at low rates while rejecting P/T waves and baseline.
 QRS_BAND_HZ = (5.0, 18.0)
 #: Moving-window integration length (s): about one QRS width.
 MWI_S = 0.12
-#: Physiological refractory period (s): no two beats closer than this (300 bpm).
+#: Physiological refractory period (s): no two beats closer than this (300 bpm) ...
 REFRACTORY_S = 0.2
+#: ... except in a fast rhythm, where it shrinks with the running RR average (REFRACTORY_RR of it)
+#: down to this (375 bpm): at 265 bpm a fixed 200 ms lost one beat in five (ventricular flutter and
+#: fast VT live there).
+REFRACTORY_MIN_S = 0.16
+REFRACTORY_RR = 0.75
 #: Within this time of the previous beat a candidate with much less slope is a T wave (s).
 T_WAVE_S = 0.36
 #: ... and only when it comes early for the rhythm (fraction of the mean RR), so a fast regular
@@ -97,8 +102,8 @@ def _check_fs(fs: float) -> float:
 def _bandpass(x: np.ndarray, fs: float) -> np.ndarray:
     lo, hi = QRS_BAND_HZ
     hi = min(hi, 0.45 * fs)
-    sos = sps.butter(2, [lo, hi], btype="bandpass", fs=fs, output="sos")
-    return sps.sosfiltfilt(sos, x, axis=0)
+    sos = dsp.butter_sos(2, (lo, hi), "bandpass", fs)
+    return dsp.sosfiltfilt(sos, x, axis=0)
 
 
 def _combined_energy(x: np.ndarray, fs: float, usable: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -138,13 +143,26 @@ def _combined_energy(x: np.ndarray, fs: float, usable: np.ndarray | None) -> tup
 def _mwi(e: np.ndarray, fs: float) -> np.ndarray:
     w = max(1, int(round(MWI_S * fs)))
     # Centred window so the integrated peak sits on the QRS (no integration delay to undo).
-    return sps.convolve(e, np.ones(w) / w, mode="same")
+    return np.convolve(e, np.ones(w) / w, mode="same")
+
+
+def _initial_rr(cand: np.ndarray, h: np.ndarray, spk: float, n8: int, fs: float) -> float:
+    """Starting RR average (samples): the median spacing of the learning phase's tall candidates when
+    they look like a rhythm faster than 75 bpm, else 0.8 s. Starting every stream at 75 bpm made a
+    250 bpm rhythm lose its first beats while the average crept down (it adapts slowly by design)."""
+    tall = cand[(cand < n8) & (h > 0.5 * spk / 0.6)]
+    if tall.size >= 5:
+        rr = float(np.median(np.diff(tall)))
+        if int(round(REFRACTORY_MIN_S * fs)) <= rr < 0.8 * fs:
+            return rr
+    return 0.8 * fs
 
 
 def _detect(mwi: np.ndarray, slope: np.ndarray, fs: float) -> np.ndarray:
     """Adaptive dual-threshold decision over MWI candidate peaks (loop over candidates)."""
-    refr = int(round(REFRACTORY_S * fs))
-    cand, _ = sps.find_peaks(mwi, distance=max(1, refr // 2))
+    refr_max = int(round(REFRACTORY_S * fs))
+    refr_min = int(round(REFRACTORY_MIN_S * fs))
+    cand = dsp.find_peaks(mwi, distance=max(1, refr_min // 2))
     if cand.size == 0:
         return cand
     # Work on the square root of the integrated energy (an amplitude): thresholds then do not
@@ -169,7 +187,7 @@ def _detect(mwi: np.ndarray, slope: np.ndarray, fs: float) -> np.ndarray:
     nall = max(1, mwi.size // seg)
     seg_max = mwi[: nall * seg].reshape(nall, seg).max(axis=1) if mwi.size >= seg else np.array([mwi.max()])
     slope_from = 0         # beat_slope entries before this index belong to the old signal level
-    rr_avg = 0.8 * fs
+    rr_avg = _initial_rr(cand, h, spk, n8, fs)
     beats: list[int] = []
     beat_slope: list[float] = []
     last_i = -1            # index into cand of last accepted beat
@@ -177,6 +195,7 @@ def _detect(mwi: np.ndarray, slope: np.ndarray, fs: float) -> np.ndarray:
     nc = cand.size
     while i < nc:
         p = cand[i]
+        refr = int(min(refr_max, max(refr_min, REFRACTORY_RR * rr_avg)))
         th1 = npk + THRESHOLD_FRACTION * (spk - npk)
         th2 = 0.5 * th1
         # Search back: too long since the last beat -> look for the best candidate above th2.

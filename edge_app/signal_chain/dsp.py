@@ -349,7 +349,8 @@ def table_requests() -> list[tuple[str, tuple]]:
         hi40 = min(40.0, 0.45 * fs)
         reqs += [("butter", (2, (0.5, hi40), "bandpass", fs)), ("butter", (2, (20.0, hi45), "bandpass", fs)),
                  ("butter", (2, 0.7, "lowpass", fs)), ("butter", (2, 0.5, "highpass", fs)),
-                 ("butter", (2, (5.0, min(18.0, 0.45 * fs)), "bandpass", fs))]
+                 ("butter", (2, (5.0, min(18.0, 0.45 * fs)), "bandpass", fs)),
+                 ("butter", (2, (1.0, min(30.0, 0.45 * fs)), "bandpass", fs))]      # rhythm_features VF band
         for f0 in (50.0, 60.0):
             if f0 < 0.45 * fs:
                 reqs += [("iirnotch", (f0, 10.0, fs)), ("notch_sos", (f0, 30.0, fs))]

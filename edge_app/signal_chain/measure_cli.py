@@ -1,8 +1,9 @@
-"""`ecg-edge measure PATH [--channel N] [--json]`: beats, heart rate and signal quality of a WFDB record.
+"""`ecg-edge measure PATH [--channel N] [--json]`: beats, heart rate, rhythm and signal quality of a WFDB record.
 
 Reads any WFDB record (any rate, 1-12 channels; PATH without extension, as WFDB does) and prints
-the R peaks (sample indices at the record's own rate), heart rate, RR statistics and the quality
-verdict with its reasons. --json prints exactly one JSON object for machines.
+the R peaks (sample indices at the record's own rate), heart rate, RR statistics, the rhythm
+episodes (`episodes`: start_s, end_s, rhythm — from the daemon's own live monitor, rhythm.py) and the
+quality verdict with its reasons. --json prints exactly one JSON object for machines.
 
 Which signal the beats come from: --channel N (0-based) if given; otherwise all leads together
 (multi-lead agreement) when the record has 3 or more channels, else channel 0 (with 1-2 channels,
@@ -109,6 +110,7 @@ def _quality(x: np.ndarray, fs: float, names: tuple[str, ...]) -> dict:
 def measure(path: str, channel: int | None = None) -> dict:
     """Everything `ecg-edge measure` prints, as a JSON-safe dict."""
     from .beats import BeatError, ecg_measure, ecg_peaks
+    from .rhythm import ecg_rhythm
     x, fs, names, rec_name = _read(path)
     nch = x.shape[1]
     if channel is not None and not 0 <= channel < nch:
@@ -129,6 +131,7 @@ def measure(path: str, channel: int | None = None) -> dict:
     try:
         peaks = ecg_peaks(xs, fs)
         m = ecg_measure(xs, fs, peaks=peaks)
+        episodes = ecg_rhythm(xs, fs)
     except BeatError as e:
         raise MeasureError(f"{rec_name}: {e}") from None
     q = _quality(xq, fs, qnames)
@@ -148,6 +151,7 @@ def measure(path: str, channel: int | None = None) -> dict:
         "rr": {"mean_ms": rnd(m.mean_rr_ms), "rmssd_ms": rnd(m.rmssd_ms), "cv": rnd(m.rr_cv),
                "irregular": m.irregular, "rr_ms": m.rr_ms},
         "qrs_ms": rnd(m.qrs_ms),
+        "episodes": [e.to_dict() for e in episodes],
         "quality": q,
         "note": DISCLAIMER,
     }
@@ -168,6 +172,11 @@ def _human(d: dict) -> str:
         lines.append(f"RR intervals    mean {rr['mean_ms']:.0f} ms, RMSSD {rmssd}, CV {cv}{irr}")
     if d["qrs_ms"] is not None:
         lines.append(f"QRS (approx.)   {d['qrs_ms']:.0f} ms")
+    eps = d.get("episodes") or []
+    if eps:
+        shown = [f"{e['rhythm']} {e['start_s']:.0f}-{e['end_s']:.0f} s" for e in eps[:8]]
+        more = f" ... {len(eps) - 8} more (use --json)" if len(eps) > 8 else ""
+        lines.append(f"Rhythm          {', '.join(shown)}{more}")
     wins = q.get("windows") or {}
     wtxt = f"  (10-s windows: {wins.get('good', 0)} good, {wins.get('acceptable', 0)} acceptable, " \
            f"{wins.get('unusable', 0)} unusable)" if sum(wins.values() or [0]) > 1 else ""
