@@ -6,7 +6,10 @@ ones, in this order, which is the order each message reaches them:
 
     record.RecordSink    store the result and its strip, audit it (always)
     uplink.UplinkSink    queue results, alarms and events on the MQTT outbox; birth; telemetry ([mqtt])
+    strip_upload.StripSink   queue each result's 12-lead strip right after it (ecg.strip/1; mqtt.strips)
     display.DisplaySink  push blocks, results, alarms, status, patient into the bedside page ([display])
+    station_feedback.StationFeedbackSink   receipts and reviews from the receiving station (inbound MQTT)
+                         -> feedback store, audit, bedside page (always; "kept on this device" without MQTT)
 
 Adding a sink = one module here with such a class + one line in `_assemble_sinks`
 (tests/test_daemon_dispatch.py shows it with a JSON-lines sink).
