@@ -46,7 +46,9 @@ class PostgresServer:
     def __init__(self, workdir: str | os.PathLike, port: int | None = None, database: str = "ecg"):
         self.port = port or free_port()
         self.database = database
-        self.base = Path(tempfile.mkdtemp(prefix="ecg-pg-", dir=workdir))
+        # Under the system temp dir, not `workdir`: pytest's tmp dirs are private to root (0700) and the
+        # unprivileged server could not reach its data directory there.
+        self.base = Path(tempfile.mkdtemp(prefix="ecg-pg-"))
         self.datadir = self.base / "data"
         self.proc: subprocess.Popen | None = None
         self.user = "postgres" if os.geteuid() == 0 else None
@@ -65,9 +67,11 @@ class PostgresServer:
         if self.user:
             os.chmod(self.base, 0o755)
             shutil.chown(self.base, self.user, self.user)
-        subprocess.run(self._cmd(str(PG_BIN / "initdb"), "-D", str(self.datadir), "-A", "trust", "-E", "UTF8",
-                                 "--no-sync", "-U", self.user or os.environ.get("USER", "postgres")),
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        init = subprocess.run(self._cmd(str(PG_BIN / "initdb"), "-D", str(self.datadir), "-A", "trust", "-E", "UTF8",
+                                        "--no-sync", "-U", self.user or os.environ.get("USER", "postgres")),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if init.returncode:
+            raise RuntimeError(f"initdb failed ({init.returncode}): {init.stderr[-2000:]}")
         log = open(self.base / "postgres.log", "ab")
         self.proc = subprocess.Popen(self._cmd(str(PG_BIN / "postgres"), "-D", str(self.datadir), "-p", str(self.port),
                                                "-h", "127.0.0.1", "-k", str(self.base), "-c", "fsync=on",

@@ -162,8 +162,8 @@ class Ingestor:
         ins = _insert(session)(Message).values(
             msg_id=doc["msg_id"], device_id=device_id, kind=kind, seq=doc.get("seq"), priority=doc.get("priority"),
             created_at=parse_time(doc.get("created_at")), received_at=now, result_id=result_id, size=len(payload),
-            worker=self.worker).on_conflict_do_nothing(index_elements=["msg_id"])
-        if session.execute(ins).rowcount == 0:
+            worker=self.worker).on_conflict_do_nothing(index_elements=["msg_id"]).returning(Message.msg_id)
+        if session.execute(ins).scalar() is None:          # the key existed: a repeat delivery
             prior = session.get(Message, doc["msg_id"])
             stored_at = prior.received_at if prior else now
             out = Outcome("duplicate", topic, device_id, kind, msg_id=doc["msg_id"], result_id=result_id)

@@ -192,10 +192,13 @@ class IngestWorker:
             outcomes = self._commit_with_retry(items)
             if outcomes is None:        # stopping while the database was unreachable: nothing acknowledged
                 return
+            # Receipts are queued BEFORE the PUBACKs: paho writes packets in order, so a worker killed after
+            # acknowledging has already handed the receipt to the broker; killed before, the broker redelivers
+            # and the repeat is answered with a receipt again.
+            self._after_commit(outcomes)
             for item in items:
                 if item.qos > 0:
                     self.client.ack(item.mid, item.qos)
-            self._after_commit(outcomes)
 
     def _commit_with_retry(self, items: list[_Item]) -> list[Outcome] | None:
         delay = 0.5
