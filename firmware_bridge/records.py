@@ -18,8 +18,10 @@ with messages that name neither the file nor the fix.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -32,6 +34,13 @@ from .leads import canonical_lead
 UNIT_TO_UV: dict[str, float] = {"mv": 1000.0, "uv": 1.0, "v": 1e6, "nv": 1e-3}
 #: WFDB's default ADC gain when a header gives none or 0 (WFDB header spec).
 DEFAULT_GAIN = 200.0
+#: Bytes per sample of each WFDB storage format and the digital value that marks a missing sample
+#: (WFDB signal-file formats; the same tables as the wfdb library, kept here so reading needs no wfdb).
+BYTES_PER_SAMPLE: dict[str, float] = {"8": 1, "16": 2, "24": 3, "32": 4, "61": 2, "80": 1, "160": 2, "212": 1.5,
+                                      "310": 4 / 3, "311": 4 / 3, "508": 0, "516": 0, "524": 0}
+INVALID_SAMPLE_VALUE: dict[str, int] = {"80": -128, "508": -128, "310": -512, "311": -512, "212": -2048,
+                                        "16": -32768, "61": -32768, "160": -32768, "516": -32768,
+                                        "24": -8388608, "524": -8388608, "32": -2147483648}
 _EXTENSIONS = (".hea", ".dat")
 
 
@@ -99,6 +108,10 @@ def unit_scale(unit: str | None) -> float | None:
 
 
 # ------------------------------------------------------------------------------------------ header
+#: FS[/COUNTER_FREQ[(BASE_COUNTER)]] on the record line: plain decimals, as WFDB writes them.
+_FS_FIELD = re.compile(r"^(\d+\.?\d*|\.\d+)(?:/\d+\.?\d*)?(?:\(-?\d+\.?\d*\))?$")
+
+
 @dataclass(frozen=True)
 class _HeaderLines:
     n_sig: int
@@ -142,10 +155,10 @@ def _check_header(base: Path) -> _HeaderLines:
         raise RecordError(f"{where}: declares {n_sig} signals; a record needs at least one")
     fs = 250.0                                        # WFDB default when the field is absent
     if len(rec) > 2:
-        try:
-            fs = float(rec[2].split("/")[0].split("(")[0])
-        except ValueError:
-            raise bad_line(f"sampling frequency {rec[2]!r} is not a number") from None
+        m = _FS_FIELD.match(rec[2])
+        if m is None:
+            raise bad_line(f"sampling frequency {rec[2]!r} is not a plain decimal number of Hz")
+        fs = float(m.group(1))
         if not math.isfinite(fs) or fs <= 0:
             raise RecordError(f"{where}: sampling frequency {rec[2]} Hz; a record needs a rate above 0 Hz "
                               f"(fix the third field of the first line: {example})")
@@ -158,7 +171,9 @@ def _check_header(base: Path) -> _HeaderLines:
     if len(sig) < n_sig:
         raise RecordError(f"{where}: declares {n_sig} signals but has {len(sig)} signal line(s); "
                           f"add the missing lines or set the signal count on the first line to {len(sig)}")
-    sig = sig[:n_sig]
+    if len(sig) > n_sig:
+        raise RecordError(f"{where}: declares {n_sig} signals but has {len(sig)} signal lines; set the signal count "
+                          f"on the first line to {len(sig)} or remove the extra lines")
     for k, s in enumerate(sig):
         if len(s) < 2:
             raise RecordError(f"{where}: signal line {k + 1} {' '.join(s)!r} needs at least 'FILE FORMAT'")
@@ -167,7 +182,6 @@ def _check_header(base: Path) -> _HeaderLines:
 
 def _check_data_files(base: Path, h: _HeaderLines) -> None:
     """Each .dat must exist, be non-empty and hold as many samples as the header promises."""
-    from wfdb.io._signal import BYTES_PER_SAMPLE
     per_file: dict[str, list[str]] = {}
     for s in h.signal_lines:
         per_file.setdefault(s[0], []).append(s[1])
@@ -197,18 +211,72 @@ def _check_data_files(base: Path, h: _HeaderLines) -> None:
 
 
 # ------------------------------------------------------------------------------------------ reader
-def read_wfdb_uv(path: str | os.PathLike) -> WfdbRecord:
-    """Read a WFDB record (path with or without .hea/.dat) -> WfdbRecord in microvolts, NaN = missing.
+@dataclass(frozen=True)
+class _Stored:
+    """What a record stores, before conversion: digital samples and the header's per-signal fields."""
+    digital: np.ndarray            # (n, channels) integers as stored
+    fmt: tuple[str, ...]
+    gain: tuple[float, ...]
+    baseline: tuple[int, ...]
+    units: tuple[str, ...]
+    names: tuple[str, ...]
+    fs: float
 
-    Raises RecordError (never a library exception) for a missing, malformed, truncated or empty record,
-    a rate of 0 Hz or a signal whose unit is not a voltage.
-    """
-    import wfdb  # a reading tool, imported only where a record is read
-    from wfdb.io._signal import INVALID_SAMPLE_VALUE
 
-    base = record_base(path)
-    h = _check_header(base)
-    _check_data_files(base, h)
+#: GAIN[(BASELINE)][/UNITS] of a signal line (units: the characters WFDB allows).
+_GAIN_FIELD = re.compile(r"^(-?\d*\.?\d*(?:e[+-]?\d+)?)(?:\((-?\d+)\))?(?:/([\w^\-?%/]+))?$")
+_INT_FIELD = re.compile(r"^-?\d+$")
+
+
+def _read_fmt16(base: Path, h: _HeaderLines) -> _Stored | None:
+    """The common case read with numpy alone: every signal in format 16 in one .dat, no sample multiple,
+    skew or byte offset, sample count given. None for anything else (the wfdb library reads it then).
+
+    Why: this is how PTB-XL and the appliance's own strips are stored; reading them without importing
+    wfdb (and pandas behind it) keeps `ecg-edge replay` and training small and fast. The fields follow the
+    WFDB header rules exactly (gain 0 or absent = 200, baseline absent = ADC zero, unit absent = mV)."""
+    files = {s[0] for s in h.signal_lines}
+    if h.n_samples is None or len(files) != 1 or any(s[1] != "16" for s in h.signal_lines):
+        return None
+    gains, baselines, units, names = [], [], [], []
+    for s in h.signal_lines:
+        m = _GAIN_FIELD.match(s[2]) if len(s) > 2 else None
+        if m is None or not m.group(1) or m.group(1) in ("-", "."):
+            return None
+        ints = []
+        for tok in s[3:8]:
+            if not _INT_FIELD.match(tok):
+                break
+            ints.append(int(tok))
+        name = " ".join(s[3 + len(ints):])
+        if not name or name[0] in "0123456789+-.":         # ambiguous fields: let wfdb's own parser decide
+            return None
+        adc_zero = ints[1] if len(ints) > 1 else 0
+        gain = float(m.group(1))
+        gains.append(gain if gain != 0 else DEFAULT_GAIN)
+        baselines.append(int(m.group(2)) if m.group(2) is not None else adc_zero)
+        units.append(m.group(3) or "mV")
+        names.append(name)
+    n_sig = len(h.signal_lines)
+    digital = np.fromfile(base.parent / files.pop(), dtype="<i2", count=h.n_samples * n_sig)
+    return _Stored(digital.reshape(h.n_samples, n_sig), ("16",) * n_sig, tuple(gains), tuple(baselines),
+                   tuple(units), tuple(names), h.fs)
+
+
+def _header_units(h: _HeaderLines) -> tuple[str, ...] | None:
+    """Each signal's unit as written in the header (blank = mV), or None if a gain field does not parse."""
+    units = []
+    for s in h.signal_lines:
+        m = _GAIN_FIELD.match(s[2]) if len(s) > 2 else None
+        if m is None:
+            return None
+        units.append(m.group(3) or "mV")
+    return tuple(units)
+
+
+def _read_with_wfdb(base: Path) -> _Stored:
+    """Any other WFDB record, read by the wfdb library (its exceptions become RecordError)."""
+    import wfdb  # only for the formats the numpy path does not read
     try:
         rec = wfdb.rdrecord(str(base), physical=False)
     except Exception as e:  # noqa: BLE001 - the library raises many types; name the file and the problem
@@ -216,28 +284,53 @@ def read_wfdb_uv(path: str | os.PathLike) -> WfdbRecord:
                           f"fields against the .dat file") from None
     if rec.d_signal is None or rec.d_signal.size == 0 or rec.d_signal.shape[0] == 0:
         raise RecordError(f"{base}: the record holds no samples; record at least one sample per signal")
-    d = rec.d_signal.astype(np.float64)
-    names = tuple(str(n) for n in (rec.sig_name or [f"ch{i}" for i in range(d.shape[1])]))
-    units = tuple(str(u) for u in (rec.units or ["mV"] * d.shape[1]))
+    n_ch = rec.d_signal.shape[1]
+    names = tuple(str(n) for n in (rec.sig_name or [f"ch{i}" for i in range(n_ch)]))
+    if len(names) != n_ch or len(rec.adc_gain or []) != n_ch:
+        raise RecordError(f"{base}.hea: describes {len(names)} signals but the data has {n_ch} columns; "
+                          f"make the signal lines match the .dat file")
+    return _Stored(rec.d_signal, tuple(str(f) for f in rec.fmt), tuple(g if g else DEFAULT_GAIN for g in rec.adc_gain),
+                   tuple(rec.baseline), tuple(str(u) for u in (rec.units or ["mV"] * n_ch)), names, float(rec.fs))
+
+
+def _to_microvolts(base: Path, st: _Stored) -> WfdbRecord:
+    """The one rule: (digital - baseline) / gain in the header's unit -> microvolts; invalid samples -> NaN."""
     scale = []
-    for name, unit in zip(names, units):
-        s = unit_scale(unit)
-        if s is None:
+    for name, unit in zip(st.names, st.units):
+        factor = unit_scale(unit)
+        if factor is None:
             raise RecordError(f"{base}.hea: signal {name} is in {unit!r}, not a voltage; an ECG signal must be "
                               f"in mV, uV or V (fix the unit after the gain, e.g. 1000.0(0)/mV)")
-        scale.append(s)
-    if len(names) != d.shape[1] or len(rec.adc_gain or []) != d.shape[1]:
-        raise RecordError(f"{base}.hea: describes {len(names)} signals but the data has {d.shape[1]} columns; "
-                          f"make the signal lines match the .dat file")
-    gain = np.array([g if g else DEFAULT_GAIN for g in rec.adc_gain], dtype=np.float64)
+        scale.append(factor)
+    gain = np.asarray(st.gain, dtype=np.float64)
     if not np.all(np.isfinite(gain)):
-        raise RecordError(f"{base}.hea: an ADC gain is not a finite number ({list(rec.adc_gain)}); "
+        raise RecordError(f"{base}.hea: an ADC gain is not a finite number ({list(st.gain)}); "
                           f"write the gain as e.g. 1000.0(0)/mV")
-    baseline = np.array(rec.baseline, dtype=np.float64)
+    baseline = np.asarray(st.baseline, dtype=np.float64)
     # Same arithmetic as PTB-XL's own conversion, so training reads exactly the same numbers as before.
-    uv = (d - baseline) / gain * np.asarray(scale)
-    for ch, fmt in enumerate(rec.fmt or []):
-        invalid = INVALID_SAMPLE_VALUE.get(str(fmt))    # format 8 (differences) has no "invalid" code
+    uv = (st.digital.astype(np.float64) - baseline) / gain * np.asarray(scale)
+    for ch, fmt in enumerate(st.fmt):
+        invalid = INVALID_SAMPLE_VALUE.get(fmt)    # format 8 (first differences) has no "invalid" code
         if invalid is not None:
-            uv[rec.d_signal[:, ch] == invalid, ch] = np.nan
-    return WfdbRecord(path=str(base), fs=float(rec.fs), signals_uv=uv, sig_names=names, units=units)
+            uv[st.digital[:, ch] == invalid, ch] = np.nan
+    return WfdbRecord(path=str(base), fs=st.fs, signals_uv=uv, sig_names=st.names, units=st.units)
+
+
+def read_wfdb_uv(path: str | os.PathLike) -> WfdbRecord:
+    """Read a WFDB record (path with or without .hea/.dat) -> WfdbRecord in microvolts, NaN = missing.
+
+    Raises RecordError (never a library exception) for a missing, malformed, truncated or empty record,
+    a rate of 0 Hz or a signal whose unit is not a voltage.
+    """
+    base = record_base(path)
+    h = _check_header(base)
+    _check_data_files(base, h)
+    stored = _read_fmt16(base, h)
+    if stored is None:
+        stored = _read_with_wfdb(base)
+        units = _header_units(h)
+        if units is not None and len(units) == len(stored.units):     # wfdb reads 'µV' as 'V' (10^6 off)
+            stored = dataclasses.replace(stored, units=units)
+    if stored.digital.shape[0] == 0:
+        raise RecordError(f"{base}: the record holds no samples; record at least one sample per signal")
+    return _to_microvolts(base, stored)
