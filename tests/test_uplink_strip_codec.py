@@ -175,7 +175,7 @@ def test_receipt_and_review_schemas(use_jsonschema: bool) -> None:
     assert (t.strip, t.receipt, t.review) == ("ecg/amb-07/strip", "ecg/amb-07/receipt", "ecg/amb-07/review")
 
 
-def test_size_of_a_ten_second_strip_on_every_built_in_record(capsys) -> None:
+def test_size_of_a_ten_second_strip_on_every_built_in_record() -> None:
     """Not a speed test: the wire size is deterministic. Printed for the report (pytest -s)."""
     rows = []
     for hea in sorted(RECORDS.glob("*_hr.hea")):
@@ -185,7 +185,6 @@ def test_size_of_a_ten_second_strip_on_every_built_in_record(capsys) -> None:
         raw_int16_8 = uv.shape[0] * 8 * 2
         rows.append((hea.stem, wire, raw_int16_8))
         assert wire < raw_int16_8 * 0.6, (hea.stem, wire)          # compact: well under the raw int16 leads
-    with capsys.disabled():
-        for name, wire, raw in rows:
-            print(f"\n  strip {name}: {wire} bytes on the wire (raw 8-lead int16 {raw}, "
-                  f"12-lead int16 {raw * 3 // 2}); ratio {wire / raw:.2f}", end="")
+    for name, wire, raw in rows:
+        print(f"strip {name}: {wire} bytes on the wire (raw 8-lead int16 {raw}, "
+              f"12-lead int16 {raw * 3 // 2}); ratio {wire / raw:.2f}")
