@@ -32,7 +32,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge_app.patient import call  # noqa: E402
+from edge_app.control_socket import call  # noqa: E402
 from firmware_bridge.simulator import FrontEndSimulator  # noqa: E402
 
 
@@ -104,7 +104,7 @@ def main() -> int:
     cpu1 = p.cpu_times()
     wall = time.monotonic() - w0
     status = call(tmp / "state" / "control.sock", "status")["result"]
-    results = call(tmp / "state" / "control.sock", "latest", n=100)["result"]
+    results = call(tmp / "state" / "control.sock", "results/latest", n=100)["result"]
     proc.terminate()
     proc.wait(30)
     sim.stop()

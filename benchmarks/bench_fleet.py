@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     from edge_app.uplink.service import Uplink
     from edge_app.uplink.settings import MqttConfig
     from mosquitto_broker import MosquittoBroker
-    from test_uplink_support import Collector, TestDeviceControl
+    from device_helpers import real_device
+    from mqtt_helpers import Collector
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -153,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         broker = MosquittoBroker(wd, extra=["max_connections -1"]).start()
         bproc = psutil.Process(broker.proc.pid)
         target = Uplink(MqttConfig.from_dict({"enabled": True, "port": broker.port, "telemetry_interval_s": 30}),
-                        "fleet-admin-target", wd / "target.sqlite", control=TestDeviceControl())
+                        "fleet-admin-target", wd / "target.sqlite",
+                        control=real_device(wd, "fleet-admin-target").operations)
         target.start()
         assert target.wait_connected(10)
         col = Collector(broker.port, "ecg/+/triage")

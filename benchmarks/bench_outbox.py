@@ -30,7 +30,7 @@ from edge_app.uplink.outbox import PRIORITY_RANK  # noqa: E402
 from edge_app.uplink.service import Uplink  # noqa: E402
 from edge_app.uplink.settings import MqttConfig  # noqa: E402
 from mosquitto_broker import MosquittoBroker  # noqa: E402
-from test_uplink_support import Collector  # noqa: E402
+from mqtt_helpers import Collector  # noqa: E402
 
 PRIOS = ["none", "low", "low", "medium", "high", "low", "none"]
 

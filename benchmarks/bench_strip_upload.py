@@ -34,7 +34,7 @@ from edge_app.uplink.service import DISCLAIMER, Uplink  # noqa: E402
 from edge_app.uplink.settings import MqttConfig  # noqa: E402
 from edge_app.uplink.strip_codec import decode_strip, encode_strip  # noqa: E402
 from mosquitto_broker import MosquittoBroker  # noqa: E402
-from test_uplink_support import Collector  # noqa: E402
+from mqtt_helpers import Collector  # noqa: E402
 
 RECORDS = REPO / "edge_app" / "data" / "records"
 ENVELOPE = {"schema": "ecg.triage/1", "msg_id": "0" * 32, "device_id": "amb-07", "priority": "high",

@@ -285,7 +285,7 @@ class Supervisor:
         self._sock.close()
 
     def control(self, cmd: str, **args: Any) -> Any:
-        from edge_app.patient import call
+        from edge_app.control_socket import call
         return call(self.tmp / "state" / "control.sock", cmd, **args)["result"]
 
 
@@ -375,7 +375,7 @@ def wait_delivered(h: Harness, timeout: float = 90.0) -> dict[str, Any]:
     st: dict[str, Any] = {}
     while time.monotonic() < deadline:
         try:
-            st = h.sup.control("store_stats")
+            st = h.sup.control("store/stats")
         except Exception:  # noqa: BLE001 - daemon restarting
             time.sleep(0.5)
             continue

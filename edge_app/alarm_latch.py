@@ -27,6 +27,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from edge_app.errors import StateConflict
 from edge_app.messages import AlarmChanged
 from edge_app.results import Alarm, new_id, utc_now_iso
 from edge_app.storage.atomic import atomic_write_bytes
@@ -115,13 +116,16 @@ class AlarmLatch:
         return latched
 
     def acknowledge(self, alarm_id: str, by: str) -> Alarm:
-        """Acknowledge an alarm (first acknowledgement wins). KeyError for an unknown id."""
+        """Acknowledge an alarm. KeyError for an unknown id; StateConflict when it is already acknowledged
+        (the first acknowledgement stands, and the second caller learns by whom)."""
         with self._lock:
             alarm = self._recent.get(alarm_id)
             if alarm is None:
                 raise KeyError(f"unknown alarm id {alarm_id!r}")
-            if alarm.acknowledged_by is None:
-                alarm.acknowledged_by, alarm.acknowledged_at = str(by or "unknown"), utc_now_iso()
+            if alarm.acknowledged_by is not None:
+                raise StateConflict(f"alarm {alarm_id!r} is already acknowledged (by {alarm.acknowledged_by} "
+                                    f"at {alarm.acknowledged_at})")
+            alarm.acknowledged_by, alarm.acknowledged_at = str(by or "unknown"), utc_now_iso()
             still_active = alarm.id in self._active.values()
         self.save()
         self.audit.append("alarm_ack", {"id": alarm.id, "code": alarm.code, "by": alarm.acknowledged_by})

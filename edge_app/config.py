@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge_app.errors import ConfigError
+from edge_app.mqtt_settings import MqttConfig
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -127,15 +128,6 @@ SCHEMA: dict[str, dict[str, Key]] = {
                      "one of DEBUG, INFO, WARNING, ERROR"),
     },
 }
-#: [mqtt] is owned by the uplink (edge_app.uplink.settings.MqttConfig); until it is importable
-#: these keys are validated here.
-MQTT_FALLBACK: dict[str, Key] = {
-    "enabled": Key(BOOL, False, None, "true or false"),
-    "host": Key(STR, "127.0.0.1", lambda v: len(v) > 0, "the broker host"),
-    "port": Key(INT, 1883, _rng(1, 65535), "a TCP port from 1 to 65535"),
-}
-
-
 def _backends() -> list[str]:
     try:
         import edge_app.inference  # noqa: F401  (registers the backends)
@@ -180,42 +172,11 @@ def _check_thresholds(value: Any) -> dict[str, float]:
     return out
 
 
-def _mqtt_section(raw: dict) -> Any:
-    """Validate [mqtt] through the uplink's MqttConfig when it exists, else the fallback schema."""
-    try:
-        from edge_app.uplink.settings import MqttConfig  # type: ignore
-    except ImportError:
-        MqttConfig = None  # noqa: N806
-    if MqttConfig is not None:
-        return MqttConfig.from_dict(dict(raw))
-    out = {}
-    for k, v in raw.items():
-        if k not in MQTT_FALLBACK:
-            raise ConfigError(f"mqtt.{k}", "unknown key", f"remove it; known keys: {', '.join(MQTT_FALLBACK)}")
-        out[k] = _check_value("mqtt", k, MQTT_FALLBACK[k], v)
-    for k, key in MQTT_FALLBACK.items():
-        out.setdefault(k, key.default)
-    return out
-
-
-def mqtt_to_dict(mqtt: Any) -> dict:
-    if isinstance(mqtt, dict):
-        return dict(mqtt)
-    if hasattr(mqtt, "to_dict"):
-        return dict(mqtt.to_dict())
-    import dataclasses
-    return dataclasses.asdict(mqtt)
-
-
-def mqtt_enabled(mqtt: Any) -> bool:
-    return bool(mqtt.get("enabled", False) if isinstance(mqtt, dict) else getattr(mqtt, "enabled", False))
-
-
 class Config:
     """Validated configuration. Access as cfg.section["key"] via cfg.get("section.key") or attributes
     cfg.frontend.port style through `cfg.section(name)` dicts; `to_dict()` gives the full TOML tree."""
 
-    def __init__(self, data: dict[str, dict[str, Any]], mqtt: Any, source: str | None = None):
+    def __init__(self, data: dict[str, dict[str, Any]], mqtt: MqttConfig, source: str | None = None):
         self._data = data
         self.mqtt = mqtt
         self.source = source
@@ -223,12 +184,12 @@ class Config:
     def get(self, dotted: str) -> Any:
         section, name = dotted.split(".", 1)
         if section == "mqtt":
-            return mqtt_to_dict(self.mqtt)[name]
+            return self.mqtt.to_dict()[name]
         return self._data[section][name]
 
     def section(self, name: str) -> dict[str, Any]:
         if name == "mqtt":
-            return mqtt_to_dict(self.mqtt)
+            return self.mqtt.to_dict()
         return dict(self._data[name])
 
     # Convenience accessors used across the daemon.
@@ -267,7 +228,7 @@ class Config:
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         d = copy.deepcopy(self._data)
-        d["mqtt"] = mqtt_to_dict(self.mqtt)
+        d["mqtt"] = self.mqtt.to_dict()
         return d
 
 
@@ -309,7 +270,7 @@ def config_from_dict(raw: dict[str, Any], source: str | None = None) -> Config:
     mqtt_raw = raw.get("mqtt", {})
     if not isinstance(mqtt_raw, dict):
         raise ConfigError("mqtt", "expected an [mqtt] table", "write it as a section header [mqtt]")
-    mqtt = _mqtt_section(mqtt_raw)
+    mqtt = MqttConfig.from_dict(dict(mqtt_raw))
     return Config(data, mqtt, source)
 
 

@@ -25,20 +25,19 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from edge_app import __version__
-from edge_app.alarm_latch import AlarmLatch
-from edge_app.config import Config, mqtt_enabled
+from edge_app.command_router import CommandRouter
+from edge_app.config import Config
 from edge_app.dispatcher import Dispatcher, Subscriber
-from edge_app.errors import ConfigError
 from edge_app.messages import BlockReceived, DeviceInfoChanged, ResultReady, StatusTick, TelemetryUpdate
-from edge_app.operations import DeviceOperations
-from edge_app.patient import ControlServer, PatientStore
+from edge_app.control_socket import ControlServer
+from edge_app.device_state import open_device_state
+from edge_app.operations import DeviceOperations, apply_store_limits
 from edge_app.pipeline import Analysis, Pipeline, PipelineSettings
-from edge_app.results import PatientContext, new_id
+from edge_app.results import new_id
 from edge_app.run_ledger import RunLedger
-from edge_app.runtime_config import RuntimeConfig
 from edge_app.sinks.record import RecordSink
+from edge_app.sinks.rhythm_watch import RhythmWatch
 from edge_app.sinks.station_feedback import StationFeedbackSink
-from edge_app.storage import AuditLog, ResultStore
 from edge_app.supervision import Notifier, Watchdog
 from edge_app.telemetry import Telemetry, jsonable
 
@@ -85,28 +84,17 @@ class Daemon:
         self.uplink: Uplink | None = None
         self.display: DisplayServer | None = None
         self.control: ControlServer | None = None
-        self.audit: AuditLog | None = None
         self.ledger: RunLedger | None = None
         self._telemetry_sent = False     # the first telemetry goes out at once; later ones on the uplink's interval
 
     # ------------------------------------------------------------------------------------ assembly
     def start(self) -> None:
-        self._check_state_dir()
-        self.runtime = RuntimeConfig(self.cfg, self.cfg.state_dir / "config-overrides.json")
-        self.runtime.load_overrides()
+        self.device = open_device_state(self.cfg, self.run_id, self.bus.publish)
+        self.runtime, self.audit, self.store = self.device.runtime, self.device.audit, self.device.store
+        self.alarms, self.patient = self.device.alarms, self.device.patient
         cfg = self.cfg = self.runtime.current
-        self.audit = AuditLog(cfg.state_dir / "audit.jsonl", cfg.device_id)
-        self.store = ResultStore(cfg.state_dir, max_bytes=cfg.get("storage.max_bytes"),
-                                 retention_days=cfg.get("storage.retention_days"),
-                                 keep_strips=cfg.get("storage.keep_strips"), audit=self.audit)
-        for result_id in self.store.recovered:
-            self.audit.append("result_recovered", {"id": result_id})
-        self.alarms = AlarmLatch(cfg.state_dir / "alarms.json", cfg.device_id, self.run_id, self.audit,
-                                 self.bus.publish)
         self.ledger = RunLedger(cfg.state_dir / "run.json", self.run_id, cfg.device_id, self.audit, self.bus.publish)
-        self.patient = PatientStore(cfg.state_dir / "patient.json", PatientContext(*cfg.patient))
-        self.operations = DeviceOperations(self.runtime, self.patient, self.alarms, self.store, self.audit,
-                                           self.bus, self.status, self._apply_config)
+        self.operations = DeviceOperations(self.device, self.bus, self.status, self._apply_config)
         self._load_model()
         self._assemble()
         self.alarms.restore()
@@ -121,7 +109,7 @@ class Daemon:
             "fs": int(cfg.get("frontend.fs")), "stride_s": float(cfg.get("windows.stride_s")),
             "length_s": float(cfg.get("windows.length_s"))})
         # The control socket answers only once every service (uplink, display) is up: "status ok" means ready.
-        self.control = ControlServer(cfg.control_socket, self.operations)
+        self.control = ControlServer(cfg.control_socket, CommandRouter(self.operations, "socket"))
         self.control.start()
         self.state = "ready"
         self.ready_s = time.monotonic() - self.t_created
@@ -133,8 +121,9 @@ class Daemon:
     def _assemble(self) -> None:
         """Who hears what: one line per subscriber, in the order each message reaches them."""
         self.ledger.subscribe(self.bus)                                   # stream gaps -> audit + event
+        RhythmWatch(self.alarms).subscribe(self.bus)                      # live rhythm -> alarms, label on results
         RecordSink(self.store, self.audit, self.alarms).subscribe(self.bus)   # store + audit every result
-        if mqtt_enabled(self.cfg.mqtt):
+        if self.cfg.mqtt.enabled:
             self._start_uplink()                                          # outbox -> MQTT
         if self.cfg.get("display.enabled"):
             self._start_display()                                         # bedside page
@@ -146,17 +135,6 @@ class Daemon:
             else:
                 self.bus.subscribe(ResultReady, lambda msg, callback=sink: callback(msg.result))
         self.telemetry.subscribe(self.bus)                                # last: latency covers every sink
-
-    def _check_state_dir(self) -> None:
-        try:
-            self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.cfg.state_dir / f".write-test-{os.getpid()}"
-            probe.write_bytes(b"ok")
-            probe.unlink()
-        except OSError as e:
-            raise ConfigError("storage.state_dir", f"{self.cfg.state_dir} is not a writable directory ({e.strerror})",
-                              "create it and give the service user write access (systemd: StateDirectory=ecg-edge)"
-                              ) from None
 
     def _load_model(self) -> None:
         from edge_app.inference import load_model
@@ -212,7 +190,7 @@ class Daemon:
     def _start_display(self) -> None:
         from edge_app.display import DisplayServer, LiveHub
         from edge_app.sinks.display import DisplaySink
-        hub = LiveHub(controller=self.operations)
+        hub = LiveHub(commands=CommandRouter(self.operations, "http"))
         DisplaySink(hub, self.store).subscribe(self.bus)
         hub.set_patient_view(self.patient.get().to_dict())
         self.display = DisplayServer(hub, host=self.cfg.get("display.host"), port=self.cfg.get("display.port"))
@@ -228,9 +206,7 @@ class Daemon:
         """A validated runtime configuration change takes effect (called by DeviceOperations.set_config)."""
         self.cfg = new
         self.pipeline.apply(PipelineSettings.from_config(new))
-        self.store.max_bytes = int(new.get("storage.max_bytes"))
-        self.store.retention_days = float(new.get("storage.retention_days"))
-        self.store.keep_strips = bool(new.get("storage.keep_strips"))
+        apply_store_limits(self.store, new)
         logging.getLogger().setLevel(new.get("logging.level"))
 
     # ------------------------------------------------------------------------------------ data path
@@ -396,16 +372,15 @@ class Daemon:
         log.info("shutting down")
         self.notifier.stopping("flushing storage")
         self.watchdog.stop()
-        store = getattr(self, "store", None)
+        device = getattr(self, "device", None)
         for name, step in (("driver", lambda: self.driver and self.driver.close()),
                            ("control", lambda: self.control and self.control.stop()),
                            ("display", lambda: self.display and self.display.stop()),
                            ("stopped", self._end_run),
                            ("uplink", lambda: self.uplink and self.uplink.stop()),
-                           ("audit", lambda: self.audit and self.audit.append(
+                           ("audit", lambda: device and device.audit.append(
                                "stop", {"windows": self.telemetry.counters["windows"], "run_id": self.run_id})),
-                           ("store", lambda: store and store.close()),
-                           ("audit-close", lambda: self.audit and self.audit.close())):
+                           ("store+audit", lambda: device and device.close())):
             try:
                 step()
             except Exception:  # noqa: BLE001 - finish the rest of the shutdown regardless

@@ -1,13 +1,14 @@
 """The device's operations: what the crew, the bedside page and fleet admins can ask the device to do.
 
-Why one class: the control socket (edge_app/patient.py), MQTT commands (edge_app/uplink/commands.py) and the
-bedside page (edge_app/display/server.py) all reach the device through the command router
+Why one class: the control socket (edge_app/control_socket.py), MQTT commands (edge_app/uplink/commands.py)
+and the bedside page (edge_app/display/hub.py) all reach the device through the command router
 (edge_app/command_router.py), which calls these methods. So a patient context set from the page is validated,
 audited, persisted and shown on MQTT exactly like one set by a fleet admin. Implements
-edge_app.uplink.control.DeviceControl.
+edge_app.command_router.DeviceControl.
 
-Every method returns a JSON-serialisable dict (the command reply's result). Invalid input raises
-ConfigError (config keys), ValueError (patient) or KeyError (unknown alarm) and changes nothing.
+Every method returns JSON-serialisable data (the command reply's result). Invalid input raises ConfigError
+(config keys), ValueError (patient), KeyError (unknown alarm) or StateConflict (alarm already acknowledged)
+and changes nothing.
 """
 from __future__ import annotations
 
@@ -20,29 +21,39 @@ from edge_app.patient import validate_patient
 from edge_app.results import PatientContext
 
 if TYPE_CHECKING:
-    from edge_app.alarm_latch import AlarmLatch
     from edge_app.config import Config
+    from edge_app.device_state import DeviceState
     from edge_app.dispatcher import Dispatcher
-    from edge_app.patient import PatientStore
-    from edge_app.runtime_config import RuntimeConfig
-    from edge_app.storage import AuditLog, ResultStore
+    from edge_app.storage import ResultStore
 
 log = logging.getLogger(__name__)
 
 
 class DeviceOperations:
-    def __init__(self, runtime: RuntimeConfig, patient: PatientStore, alarms: AlarmLatch, store: ResultStore,
-                 audit: AuditLog, bus: Dispatcher, status: Callable[[], dict[str, Any]],
-                 apply_config: Callable[[Config], None]):
-        self.runtime = runtime
-        self.patient = patient
-        self.alarm_latch = alarms
-        self.store = store
-        self.audit = audit
+    """`status` and `apply_config` come from whoever runs the device (the daemon: its full status, and the
+    pipeline taking new settings); without them (no data path running) status reports the state directory's
+    view and a configuration change only updates the store's limits."""
+
+    def __init__(self, state: DeviceState, bus: Dispatcher, status: Callable[[], dict[str, Any]] | None = None,
+                 apply_config: Callable[[Config], None] | None = None):
+        self.state = state
+        self.runtime = state.runtime
+        self.patient = state.patient
+        self.alarm_latch = state.alarms
+        self.store = state.store
+        self.audit = state.audit
         self.bus = bus
-        self._status = status
-        self._apply_config = apply_config
+        self._status = status or self._state_status
+        self._apply_config = apply_config or self._apply_store_limits
         self._lock = threading.Lock()
+
+    def _state_status(self) -> dict[str, Any]:
+        return {"state": "idle", "device_id": self.runtime.current.device_id, "patient": self.get_patient(),
+                "alarms_active": self.alarm_latch.active_alarms(), "store": self.store.stats(),
+                "config_version": self.runtime.version(), "notice": "Triage aid, not a diagnosis"}
+
+    def _apply_store_limits(self, cfg: Config) -> None:
+        apply_store_limits(self.store, cfg)
 
     def status(self) -> dict[str, Any]:
         """Current health: front end, signal quality, model, counters, latency, alarms, store, uplink."""
@@ -62,6 +73,9 @@ class DeviceOperations:
             self.set_patient(age, sex)
         log.info("configuration changed: %s", {k: n for k, (o, n) in diff.items()})
         return self.get_config()
+
+    def get_patient(self) -> dict[str, Any]:
+        return self.patient.get().to_dict()
 
     def set_patient(self, age: Any, sex: Any) -> dict[str, Any]:
         context = validate_patient(age, sex)
@@ -90,3 +104,10 @@ class DeviceOperations:
 
     def store_stats(self) -> dict[str, Any]:
         return self.store.stats()
+
+
+def apply_store_limits(store: ResultStore, cfg: Config) -> None:
+    """The result store's limits follow the runtime configuration."""
+    store.max_bytes = int(cfg.get("storage.max_bytes"))
+    store.retention_days = float(cfg.get("storage.retention_days"))
+    store.keep_strips = bool(cfg.get("storage.keep_strips"))

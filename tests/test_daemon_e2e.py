@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_app.patient import call
+from edge_app.control_socket import call
 from edge_app.results import validate_result_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def _wait_ready(proc, tmp: Path, timeout: float = 40.0) -> None:
 
 def _results(tmp: Path, n: int = 100) -> list[dict]:
     """All results the daemon stored, oldest first (via the control socket)."""
-    r = call(_sock(tmp), "latest", n=n)
+    r = call(_sock(tmp), "results/latest", n=n)
     assert r["ok"], r
     return list(reversed(r["result"]))
 
@@ -213,16 +213,16 @@ def test_mi_record_streams_results_with_schema_high_priority_and_sd_notify(tmp_p
         st = call(_sock(tmp_path), "status")["result"]
         assert st["frontend"]["status"] == "streaming" and st["watchdog"]["healthy"]
         # The crew acknowledges the suspected-MI alarm; the service then restarts (update, watchdog...).
-        mi_alarm = [a for a in call(_sock(tmp_path), "alarms")["result"] if a["code"] == "suspected_mi"][-1]
+        mi_alarm = [a for a in call(_sock(tmp_path), "alarms/list")["result"] if a["code"] == "suspected_mi"][-1]
         assert mi_alarm["active"]
-        assert call(_sock(tmp_path), "acknowledge_alarm", alarm_id=mi_alarm["id"], by="crew-7")["ok"]
+        assert call(_sock(tmp_path), "alarm/ack", alarm_id=mi_alarm["id"], by="crew-7")["ok"]
         assert _stop(proc) == 0
         assert notify.has("STOPPING=1")
         n_before = len(_results_from_store(tmp_path))
         proc = _start_daemon(_config(tmp_path), tmp_path)
         _wait_ready(proc, tmp_path)
         after = _wait_results(proc, tmp_path, lambda rs: len(rs) >= n_before + 2)[n_before:]
-        alarms_now = call(_sock(tmp_path), "alarms")["result"]
+        alarms_now = call(_sock(tmp_path), "alarms/list")["result"]
         assert _stop(proc) == 0
     finally:
         if proc.poll() is None:

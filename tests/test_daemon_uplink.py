@@ -8,11 +8,11 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from edge_app.patient import call
+from edge_app.control_socket import call
 from test_daemon_e2e import (NORM_RECORD, _cli, _config, _sim, _sock, _start_daemon, _stop, _wait_ready,
                              _wait_results)
 from mosquitto_broker import MosquittoBroker
-from test_uplink_support import Collector
+from mqtt_helpers import Collector
 
 
 def _command(port: int, name: str, args: dict) -> None:
@@ -55,11 +55,11 @@ def test_results_delivered_once_in_order_and_fleet_commands_applied(tmp_path):
             broker.start()
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
-                if call(_sock(tmp_path), "store_stats")["result"]["undelivered"] <= 1:
+                if call(_sock(tmp_path), "store/stats")["result"]["undelivered"] <= 1:
                     break
                 time.sleep(0.2)
-            final = call(_sock(tmp_path), "latest", n=100)["result"]
-            st = call(_sock(tmp_path), "store_stats")["result"]
+            final = call(_sock(tmp_path), "results/latest", n=100)["result"]
+            st = call(_sock(tmp_path), "store/stats")["result"]
             want = {d["id"] for d in final if d["delivered"]}
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline and not want <= {m["result"]["id"] for m in col.on("triage")}:

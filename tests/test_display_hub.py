@@ -1,7 +1,7 @@
 """LiveHub, DisplayServer (without a daemon) and the PNG renderer, on a real PTB-XL record.
 
 The full path (daemon + simulator + Chromium) is tests/test_display_e2e.py; these tests pin down the
-pieces: decimation and gaps, lead-off blanking, validation, SSE, the controller contract, PNG pixels.
+pieces: decimation and gaps, lead-off blanking, writes through the real command router, SSE, PNG pixels.
 """
 from __future__ import annotations
 
@@ -21,9 +21,12 @@ import pytest
 import wfdb
 
 from edge_app.display import DisplayServer, LiveHub
-from edge_app.display.hub import DisplayInputError, LEAD_ELECTRODES, validate_patient
+from device_helpers import real_device
+from edge_app.command_router import CommandRouter
+from edge_app.display.hub import DisplayInputError
+from edge_app.sinks.display import DisplaySink
 from edge_app.display.render_png import encode_png, render_result_png, render_result_rgb
-from firmware_bridge.samples import ELECTRODES, LEADS
+from firmware_bridge.leads import ELECTRODES, LEAD_ELECTRODES, LEADS
 
 RECORDS = Path(__file__).resolve().parents[1] / "edge_app" / "data" / "records"
 
@@ -49,26 +52,14 @@ def strip_array(d: dict) -> np.ndarray:
     return np.array([[np.nan if v is None else v for v in row] for row in d["data"]], dtype=float)
 
 
-class Recorder:
-    """A controller like the daemon's DeviceControl: validates, records calls, KeyError on unknown alarms."""
-
-    def __init__(self, alarms=()):
-        self.calls: list[tuple] = []
-        self.alarms = set(alarms)
-
-    def set_patient(self, age, sex):
-        self.calls.append(("set_patient", age, sex))
-        return {"age": age, "sex": sex}
-
-    def clear_patient(self):
-        self.calls.append(("clear_patient",))
-        return {"age": "unknown", "sex": "unknown"}
-
-    def acknowledge_alarm(self, alarm_id, by):
-        if alarm_id not in self.alarms:
-            raise KeyError(alarm_id)
-        self.calls.append(("ack", alarm_id, by))
-        return {"id": alarm_id}
+@pytest.fixture()
+def device(tmp_path):
+    """The device's real operations (state directory, audit, alarm latch) behind the page, no data path."""
+    dev = real_device(tmp_path)
+    hub = LiveHub(commands=CommandRouter(dev.operations, "http"))
+    DisplaySink(hub, dev.state.store).subscribe(dev.bus)      # as the daemon wires it: alarms, patient -> page
+    yield dev, hub
+    dev.close()
 
 
 # ---------------------------------------------------------------------------------------- hub
@@ -130,55 +121,36 @@ def test_lead_off_blanks_exactly_the_leads_that_use_the_electrode(record_uv):
     assert st["electrodes"]["V3"] == "off" and st["leads"]["V3"] == "off" and st["leads"]["V2"] == "ok"
 
 
-@pytest.mark.parametrize("body,ok", [
-    ({"age": 63, "sex": "female"}, (63.0, "female")),
-    ({"age": 0}, (0.0, None)),
-    ({"age": 120.0, "sex": "MALE"}, (120.0, "male")),
-    ({"age": None, "sex": None}, (None, None)),
-    ({"age": -0.5}, None), ({"age": 120.5}, None), ({"age": "63"}, None), ({"age": True}, None),
-    ({"age": float("nan")}, None), ({"sex": "f"}, None), ({"sex": 0}, None), ({"height": 1}, None),
-    ({}, None), ([63], None), ("63", None),
-])
-def test_patient_validation(body, ok):
-    if ok is None:
-        with pytest.raises(DisplayInputError):
-            validate_patient(body)
-    else:
-        assert validate_patient(body) == ok
-
-
-def test_writes_go_through_the_controller_and_bad_ones_change_nothing():
-    ctl = Recorder(alarms={"a1"})
-    hub = LiveHub(controller=ctl)
-    hub.push_result({"id": "r1", "time": "2026-01-01T00:00:00Z", "triage_level": "high",
-                     "alarms": [{"id": "a1", "kind": "physiological", "priority": "high", "code": "suspected_mi",
-                                 "message": "m", "result_id": "r1", "acknowledged_by": None}]})
+def test_writes_go_through_the_router_to_the_real_device_and_bad_ones_change_nothing(device):
+    dev, hub = device
+    alarm = dev.state.alarms.raise_condition("suspected_mi", "physiological", "high", "Suspected MI")
+    assert hub.alarms()[0]["id"] == alarm.id and not hub.alarms()[0]["acknowledged"]    # pushed by the sink
     assert hub.set_patient({"age": 70, "sex": "male"}) == {"age": 70.0, "sex": "male"}
     assert hub.set_patient({"sex": "female"}) == {"age": 70.0, "sex": "female"}, "a field left out is kept"
-    with pytest.raises(DisplayInputError):
-        hub.set_patient({"age": 500})
-    assert hub.patient == {"age": 70.0, "sex": "female"}
-    assert ctl.calls == [("set_patient", 70.0, "male"), ("set_patient", 70.0, "female")]
+    assert dev.operations.get_patient() == {"age": 70.0, "sex": "female"}           # persisted on the device
+    for bad in ({"age": 500}, {"age": "63"}, {"sex": "f"}, {"height": 1}, {}, [63], "63"):
+        with pytest.raises(DisplayInputError) as e:
+            hub.set_patient(bad)
+        assert e.value.status == 400
+    assert hub.patient == {"age": 70.0, "sex": "female"} == dev.operations.get_patient()
     with pytest.raises(DisplayInputError) as e:
         hub.acknowledge_alarm("nope")
     assert e.value.status == 404
-    a = hub.acknowledge_alarm("a1", "crew")
-    assert a["acknowledged"] and a["acknowledged_by"] == "crew"
+    acked = hub.acknowledge_alarm(alarm.id, "crew")
+    assert acked["acknowledged"] and acked["acknowledged_by"] == "crew"
     with pytest.raises(DisplayInputError) as e:
-        hub.acknowledge_alarm("a1", "crew")
-    assert e.value.status == 409
+        hub.acknowledge_alarm(alarm.id, "crew")
+    assert e.value.status == 409 and "already acknowledged" in str(e.value)
     hub.clear_patient()
-    assert hub.patient == {"age": None, "sex": None} and ctl.calls[-1] == ("clear_patient",)
+    assert hub.patient == {"age": None, "sex": None}
+    assert dev.audit_kinds().count("patient_set") == 2 and "alarm_ack" in dev.audit_kinds()
 
 
-def test_controller_refusal_is_a_400_and_state_is_kept():
-    class Strict(Recorder):
-        def set_patient(self, age, sex):
-            raise ValueError("age must be a number of years from 0 to 130")
-    hub = LiveHub(controller=Strict())
+def test_a_page_without_a_device_refuses_writes():
+    hub = LiveHub()
     with pytest.raises(DisplayInputError) as e:
         hub.set_patient({"age": 50})
-    assert e.value.status == 400 and "refused" in str(e.value)
+    assert e.value.status == 503
     assert hub.patient == {"age": None, "sex": None}
 
 
@@ -201,8 +173,8 @@ def _req(url, method="GET", body=None, ctype="application/json"):
 
 
 @pytest.fixture()
-def served(record_uv):
-    hub = LiveHub(controller=Recorder(alarms={"a1"}))
+def served(record_uv, device):
+    dev, hub = device
     srv = DisplayServer(hub, port=0).start()
     yield hub, srv
     srv.stop()

@@ -25,7 +25,7 @@ from edge_app.storage import AuditLog, ResultStore
 from edge_app.uplink.service import Uplink
 from edge_app.uplink.settings import MqttConfig
 from mosquitto_broker import MosquittoBroker
-from test_uplink_support import Collector
+from mqtt_helpers import Collector
 
 REPO = Path(__file__).resolve().parents[1]
 RECORD = REPO / "edge_app" / "data" / "records" / "00181_hr"

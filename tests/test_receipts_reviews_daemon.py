@@ -18,7 +18,7 @@ from edge_app.uplink import schemas
 from edge_app.uplink.strip_codec import decode_message
 from mosquitto_broker import MosquittoBroker, free_port
 from test_daemon_e2e import MI_RECORD, _config, _sim, _start_daemon, _stop, _wait_ready
-from test_uplink_support import Collector
+from mqtt_helpers import Collector
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -1,7 +1,6 @@
 """Fleet commands end to end over a REAL mosquitto: good ones apply and report; malformed ones change nothing."""
 from __future__ import annotations
 
-import copy
 import json
 import time
 
@@ -12,7 +11,8 @@ from cloud_dashboard.fleet_cli import FleetClient, main as fleet_main
 from edge_app.uplink.service import Uplink
 from edge_app.uplink.settings import MqttConfig
 from mosquitto_broker import MosquittoBroker
-from test_uplink_support import Collector, TestDeviceControl, retained
+from device_helpers import real_device
+from mqtt_helpers import Collector, retained
 
 MAX_CMD = 64 * 1024
 
@@ -20,25 +20,27 @@ MAX_CMD = 64 * 1024
 @pytest.fixture
 def rig(tmp_path):
     with MosquittoBroker(tmp_path) as broker:
-        control = TestDeviceControl()
+        device = real_device(tmp_path, "amb-cmd")
         cfg = MqttConfig.from_dict({"enabled": True, "port": broker.port, "reconnect_min_s": 0.1,
                                     "telemetry_interval_s": 3600, "max_command_bytes": MAX_CMD})
-        up = Uplink(cfg, "amb-cmd", tmp_path / "o.db", control=control)
+        up = Uplink(cfg, "amb-cmd", tmp_path / "o.db", control=device.operations)
         up.start()
         assert up.wait_connected(10)
         col = Collector(broker.port, "ecg/#")
         fleet = FleetClient(port=broker.port, admin="dr-test")
         try:
-            yield broker, control, up, fleet, col
+            yield broker, device, up, fleet, col
         finally:
             fleet.close()
             col.close()
             up.stop()
+            device.close()
 
 
-def snapshot(control: TestDeviceControl) -> tuple:
-    return (copy.deepcopy(control.config), control.config_version, dict(control.patient),
-            copy.deepcopy(control.alarms), len(control.audit))
+def snapshot(device) -> tuple:
+    """Everything a command could change on the device: config, patient, alarms, the audit trail."""
+    return (device.state.runtime.version(), device.operations.get_patient(), device.operations.alarms(),
+            len(device.audit_kinds()))
 
 
 def validate(doc: dict, schema: str) -> None:
@@ -46,28 +48,37 @@ def validate(doc: dict, schema: str) -> None:
 
 
 def test_good_commands_apply_and_report(rig):
-    broker, control, up, fleet, col = rig
+    broker, device, up, fleet, col = rig
+    alarm = device.state.alarms.raise_condition("suspected_mi", "physiological", "high", "Suspected MI")
     r = fleet.command("amb-cmd", "status")
-    assert r["ok"] and r["result"]["state"] == "running"
+    assert r["ok"] and r["result"]["device_id"] == "amb-cmd" and r["result"]["alarms_active"][0]["id"] == alarm.id
     validate(r, "reply")
     r = fleet.command("amb-cmd", "config/get")
-    assert r["ok"] and r["result"]["triage"]["mi_threshold"] == 0.5
+    assert r["ok"] and r["result"]["signal"]["mains_hz"] == 50
+    version0 = r["result"]["config_version"]
 
-    r = fleet.command("amb-cmd", "config/set", {"changes": {"triage.mi_threshold": 0.35, "signal.mains_hz": 60}})
-    assert r["ok"] and r["result"]["config"]["config_version"] == 2
-    assert control.config["signal"]["mains_hz"] == 60
+    r = fleet.command("amb-cmd", "config/set", {"changes": {"model.thresholds.MI": 0.35, "signal.mains_hz": 60}})
+    assert r["ok"] and r["result"]["by"] == "dr-test"
+    version1 = r["result"]["config"]["config_version"]
+    assert version1 != version0 and device.state.runtime.current.get("signal.mains_hz") == 60
     time.sleep(0.3)
     reported = json.loads(retained(broker.port, "ecg/amb-cmd/config/reported"))
     validate(reported, "config_reported")
-    assert reported["config_version"] == 2 and reported["config"]["triage"]["mi_threshold"] == 0.35
+    assert reported["config_version"] == version1 and reported["config"]["model"]["thresholds"]["MI"] == 0.35
 
     r = fleet.command("amb-cmd", "patient/set", {"age": 64, "sex": "female"})
-    assert r["ok"] and control.patient == {"age": 64, "sex": "female"}
+    assert r["ok"] and device.operations.get_patient() == {"age": 64.0, "sex": "female"}
+    r = fleet.command("amb-cmd", "patient/set", {"age": 65})                 # an omitted field keeps its value
+    assert r["ok"] and device.operations.get_patient() == {"age": 65.0, "sex": "female"}
     r = fleet.command("amb-cmd", "patient/clear")
-    assert r["ok"] and control.patient == {"age": None, "sex": None}
-    r = fleet.command("amb-cmd", "alarm/ack", {"alarm_id": "a1"})
-    assert r["ok"] and control.alarms["a1"]["acknowledged_by"] == "dr-test"
-    assert [a["what"] for a in control.audit] == ["config/set", "patient/set", "patient/clear", "alarm/ack"]
+    assert r["ok"] and device.operations.get_patient() == {"age": "unknown", "sex": "unknown"}
+    r = fleet.command("amb-cmd", "alarm/ack", {"alarm_id": alarm.id})
+    assert r["ok"] and device.operations.alarms()[0]["acknowledged_by"] == "dr-test"
+    r = fleet.command("amb-cmd", "alarm/ack", {"alarm_id": alarm.id})
+    assert not r["ok"] and r["error"]["code"] == "conflict" and "dr-test" in r["error"]["message"]
+    kinds = device.audit_kinds()
+    assert [k for k in kinds if k in ("config_change", "patient_set", "patient_cleared", "alarm_ack")] == [
+        "config_change", "patient_set", "patient_set", "patient_cleared", "alarm_ack"]
 
     # every payload the device produced matches its written schema
     for leaf in ("birth", "config/reported"):
@@ -87,13 +98,16 @@ MALFORMED = [
     ("status", b'{"args": {"verbose": true}}', "bad_request"),
     ("config/set", b'{"args": {"changes": "mi=0.9"}}', "bad_request"),
     ("config/set", b'{"args": {"changes": {}}}', "bad_request"),
-    ("config/set", {"changes": {"triage.mi_threshold": 1.5}}, "invalid_config"),
-    ("config/set", {"changes": {"triage.mi_threshold": 0.2, "signal.mains_hz": 55}}, "invalid_config"),
+    ("config/set", {"changes": {"model.thresholds.MI": 1.5}}, "invalid_config"),
+    ("config/set", {"changes": {"model.thresholds.MI": 0.2, "signal.mains_hz": 55}}, "invalid_config"),
     ("config/set", {"changes": {"triage.nonexistent": 1}}, "invalid_config"),
-    ("config/set", {"changes": {"triage.mi_threshold": "0.2"}}, "invalid_config"),
+    ("config/set", {"changes": {"windows.stride_s": "2"}}, "invalid_config"),
+    ("config/set", {"changes": {"mqtt.host": "elsewhere"}}, "invalid_config"),
     ("patient/set", {"age": "old", "sex": "female"}, "bad_request"),
     ("patient/set", {"age": 64, "sex": "x"}, "bad_request"),
     ("patient/set", {"age": -3}, "bad_request"),
+    ("patient/set", {"age": 131}, "bad_request"),
+    ("patient/set", {}, "bad_request"),
     ("patient/set", b'{"args": {"age": NaN}}', "bad_json"),
     ("patient/set", {"age": 40, "weight": 80}, "bad_request"),
     ("alarm/ack", {"alarm_id": 17}, "bad_request"),
@@ -101,6 +115,7 @@ MALFORMED = [
     ("model/install", {"model_b64": "!!!", "manifest_b64": "e30=", "signature_b64": "AA=="}, "bad_request"),
     ("model/install", {"model_b64": "AA=="}, "bad_request"),
     ("model/rollback", {}, "unavailable"),  # no model store on this device
+    ("results/latest", {}, "unknown_command"),   # a local (control socket) command, not served over MQTT
     ("reboot", {}, "unknown_command"),
     ("config/set/extra", {}, "unknown_command"),
     ("status", b'{"args": {}, "pad": "' + b"x" * MAX_CMD + b'"}', "too_large"),
@@ -108,8 +123,8 @@ MALFORMED = [
 
 
 def test_malformed_commands_get_error_replies_and_change_nothing(rig):
-    broker, control, up, fleet, col = rig
-    before = snapshot(control)
+    broker, device, up, fleet, col = rig
+    before = snapshot(device)
     for name, payload, code in MALFORMED:
         if isinstance(payload, bytes):
             r = fleet.command("amb-cmd", name, payload=payload, timeout=5)
@@ -119,9 +134,9 @@ def test_malformed_commands_get_error_replies_and_change_nothing(rig):
         assert r["error"]["code"] == code, (name, payload, r["error"])
         assert r["error"]["message"]
         validate(r, "reply")
-        assert snapshot(control) == before, f"{name} {payload!r} changed device state"
-    r = fleet.command("amb-cmd", "config/set", {"changes": {"triage.mi_threshold": 1.5}})
-    assert r["error"]["details"]["key"] == "triage.mi_threshold" and "fix" in r["error"]["details"]
+        assert snapshot(device) == before, f"{name} {payload!r} changed device state"
+    r = fleet.command("amb-cmd", "config/set", {"changes": {"model.thresholds.MI": 1.5}})
+    assert r["error"]["details"]["key"] == "model.thresholds.MI" and "fix" in r["error"]["details"]
     # the device is still healthy and answers
     assert fleet.command("amb-cmd", "status")["ok"]
     assert up.commands.refused >= len(MALFORMED)
@@ -129,24 +144,25 @@ def test_malformed_commands_get_error_replies_and_change_nothing(rig):
 
 def test_mqtt311_device_replies_with_correlation_id_in_json(tmp_path):
     with MosquittoBroker(tmp_path) as broker:
-        control = TestDeviceControl()
+        device = real_device(tmp_path, "old-dev")
         cfg = MqttConfig.from_dict({"enabled": True, "port": broker.port, "protocol": "3.1.1",
                                     "telemetry_interval_s": 3600})
-        up = Uplink(cfg, "old-dev", tmp_path / "o.db", control=control)
+        up = Uplink(cfg, "old-dev", tmp_path / "o.db", control=device.operations)
         up.start()
         try:
             assert up.wait_connected(10)
             with FleetClient(port=broker.port) as fleet:
                 r = fleet.command("old-dev", "patient/set", {"age": 70})
-                assert r["ok"] and control.patient["age"] == 70 and r["correlation_id"]
+                assert r["ok"] and device.operations.get_patient()["age"] == 70 and r["correlation_id"]
                 r = fleet.command("old-dev", "nope", {})
                 assert r["error"]["code"] == "unknown_command"
         finally:
             up.stop()
+            device.close()
 
 
 def test_fleet_cli_devices_and_cmd(rig, capsys):
-    broker, control, up, fleet, col = rig
+    broker, device, up, fleet, col = rig
     up.publish_telemetry({"signal_quality": "good", "frontend_status": "streaming"})
     time.sleep(0.3)
     assert fleet_main(["--port", str(broker.port), "--json", "devices", "--wait", "0.5"]) == 0
@@ -159,7 +175,8 @@ def test_fleet_cli_devices_and_cmd(rig, capsys):
     assert "amb-cmd" in capsys.readouterr().out
     rc = fleet_main(["--port", str(broker.port), "--json", "cmd", "amb-cmd", "config/set", "--json-args",
                      '{"changes": {"signal.mains_hz": 60}}'])
-    assert rc == 0 and json.loads(capsys.readouterr().out)["ok"] and control.config["signal"]["mains_hz"] == 60
+    assert rc == 0 and json.loads(capsys.readouterr().out)["ok"]
+    assert device.state.runtime.current.get("signal.mains_hz") == 60
     rc = fleet_main(["--port", str(broker.port), "cmd", "amb-cmd", "config/set", "--json-args",
                      '{"changes": {"signal.mains_hz": 61}}'])
     assert rc == 1 and "invalid_config" in capsys.readouterr().out
@@ -173,7 +190,7 @@ def test_fleet_cli_devices_and_cmd(rig, capsys):
 
 
 def test_fleet_cli_watch_shows_results_and_alarms(rig, capsys):
-    broker, control, up, fleet, col = rig
+    broker, device, up, fleet, col = rig
     import threading
     out: dict = {}
     t = threading.Thread(target=lambda: out.setdefault("rc", fleet_main(

@@ -13,7 +13,7 @@ from cloud_dashboard.fleet_cli import FleetClient, install_args, keygen, load_bu
 from mosquitto_broker import MosquittoBroker
 from test_daemon_e2e import NORM_RECORD, _config, _sim, _sock, _start_daemon, _stop, _wait_ready
 from test_uplink_model import SHIPPED, needs_model, new_version_bundle
-from test_uplink_support import Collector, retained
+from mqtt_helpers import Collector, retained
 from edge_app.uplink import schemas
 
 

@@ -16,7 +16,8 @@ from cloud_dashboard.fleet_cli import FleetClient, install_args, keygen, load_bu
 from edge_app.uplink.service import Uplink
 from edge_app.uplink.settings import MqttConfig
 from mosquitto_broker import MosquittoBroker
-from test_uplink_support import TestDeviceControl, retained
+from device_helpers import real_device
+from mqtt_helpers import retained
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "quantized_models" / "manifest.json"
@@ -123,7 +124,7 @@ def test_good_model_rolled_out_over_mqtt_reported_and_rolled_back(tmp_path, keys
         for dev in ("amb-a", "amb-b"):
             cfg = MqttConfig.from_dict({"enabled": True, "port": broker.port, "telemetry_interval_s": 3600,
                                         "model_public_key": keys["pub"]})
-            devices[dev] = Uplink(cfg, dev, tmp_path / f"{dev}.db", control=TestDeviceControl(),
+            devices[dev] = Uplink(cfg, dev, tmp_path / f"{dev}.db", control=real_device(tmp_path / dev, dev).operations,
                                   model_store=store if dev == "amb-a" else None)
             devices[dev].start()
         try:

@@ -19,7 +19,7 @@ from edge_app.uplink.outbox_cli import run as outbox_cli
 from edge_app.uplink.service import Uplink
 from edge_app.uplink.settings import MqttConfig
 from mosquitto_broker import MosquittoBroker, free_port
-from test_uplink_support import Collector
+from mqtt_helpers import Collector
 
 REPO = Path(__file__).resolve().parents[1]
 PRIOS = ["low", "high", "medium", "none", "medium", "low", "high"]
@@ -332,7 +332,7 @@ def test_outbox_cli_reports_depth_oldest_and_priorities(tmp_path, capsys):
 def test_link_cut_mid_drain_loses_nothing_and_keeps_order(tmp_path):
     """Dead zone while draining: the link drops with rows in flight (PUBACKs lost), the broker stays up."""
     import threading
-    from test_uplink_support import LinkCutter
+    from mqtt_helpers import LinkCutter
     with MosquittoBroker(tmp_path) as broker:
         col = Collector(broker.port, "ecg/amb-mid/triage")
         link = LinkCutter(broker.port)

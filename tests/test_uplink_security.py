@@ -18,7 +18,8 @@ import pytest
 from edge_app.uplink.service import Uplink
 from edge_app.uplink.settings import MqttConfig
 from mosquitto_broker import MosquittoBroker
-from test_uplink_support import Collector, TestDeviceControl, retained
+from device_helpers import real_device
+from mqtt_helpers import Collector, retained
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +31,8 @@ def cfg(port: int, **kw) -> MqttConfig:
 
 def test_birth_availability_and_config_are_retained_and_clean_stop_says_offline(tmp_path):
     with MosquittoBroker(tmp_path) as broker:
-        up = Uplink(cfg(broker.port), "amb-07", tmp_path / "o.db", control=TestDeviceControl())
+        device = real_device(tmp_path, "amb-07")
+        up = Uplink(cfg(broker.port), "amb-07", tmp_path / "o.db", control=device.operations)
         up.set_birth({"frontend": {"model": "ADS1298-sim", "firmware": "1.0"}, "config_version": 1})
         up.start()
         assert up.wait_connected(10)
@@ -44,7 +46,7 @@ def test_birth_availability_and_config_are_retained_and_clean_stop_says_offline(
         tel = json.loads(retained(broker.port, "ecg/amb-07/telemetry"))
         assert tel["signal_quality"] == "good" and tel["outbox_depth"] == 0 and "cpu_percent" in tel
         rep = json.loads(retained(broker.port, "ecg/amb-07/config/reported"))
-        assert rep["config_version"] == 1 and rep["config"]["triage"]["mi_threshold"] == 0.5
+        assert rep["config_version"] == device.state.runtime.version() and rep["config"]["signal"]["mains_hz"] == 50
         up.stop()
         assert retained(broker.port, "ecg/amb-07/availability") == b"offline"
 
@@ -212,9 +214,9 @@ def test_example_acl_confines_devices_and_reserves_commands_to_admins(tmp_path):
     acl = str(REPO / "deploy" / "mosquitto" / "acl")
     with MosquittoBroker(tmp_path, password_file=pw, acl_file=acl) as broker:
         admin = Collector(broker.port, "ecg/#", username="admin", password="adminpw")
-        control = TestDeviceControl()
+        device = real_device(tmp_path, "amb-01")
         dev1 = Uplink(cfg(broker.port, username="amb-01", password="pw1"), "amb-01", tmp_path / "d1.db",
-                      control=control)
+                      control=device.operations)
         # amb-02's credentials used to impersonate amb-01's subtree: every publish is refused
         spoof = Uplink(cfg(broker.port, username="amb-02", password="pw2", client_id="spoofer"), "amb-01",
                        tmp_path / "spoof.db")
@@ -237,12 +239,12 @@ def test_example_acl_confines_devices_and_reserves_commands_to_admins(tmp_path):
             rogue.username_pw_set("amb-02", "pw2")
             rogue.connect("127.0.0.1", broker.port)
             rogue.loop_start()
-            before = dict(control.config["triage"])
+            before = device.state.runtime.version()
             info = rogue.publish("ecg/amb-01/cmd/config/set", json.dumps(
-                {"args": {"changes": {"triage.mi_threshold": 0.9}}}), qos=1)
+                {"args": {"changes": {"model.thresholds.MI": 0.9}}}), qos=1)
             info.wait_for_publish(5)
             time.sleep(0.5)
-            assert control.config["triage"] == before and not admin.raw("config/set/reply")
+            assert device.state.runtime.version() == before and not admin.raw("config/set/reply")
             rogue.disconnect(), rogue.loop_stop()
 
             # a wrong admin password is refused with a clear message
@@ -252,9 +254,9 @@ def test_example_acl_confines_devices_and_reserves_commands_to_admins(tmp_path):
             # the admin can
             from cloud_dashboard.fleet_cli import FleetClient
             with FleetClient(port=broker.port, username="admin", password="adminpw") as fleet:
-                reply = fleet.command("amb-01", "config/set", {"changes": {"triage.mi_threshold": 0.4}})
+                reply = fleet.command("amb-01", "config/set", {"changes": {"model.thresholds.MI": 0.4}})
             assert reply["ok"], reply
-            assert control.config["triage"]["mi_threshold"] == 0.4
+            assert device.state.runtime.current.thresholds["MI"] == 0.4
         finally:
             dev1.stop(), spoof.stop()
             admin.close()
@@ -281,7 +283,7 @@ def test_the_example_mosquitto_conf_itself_runs_tls_password_and_acl(tmp_path):
         admin = Collector(plain, "ecg/#", username="admin", password="adminpw")
         c = {"tls": True, "ca_file": pki["ca"], "cert_file": pki["device_crt"], "key_file": pki["device_key"],
              "username": "amb-tls", "password": "devpw"}
-        up = Uplink(cfg(tls_port, **c), "amb-tls", tmp_path / "o.db", control=TestDeviceControl())
+        up = Uplink(cfg(tls_port, **c), "amb-tls", tmp_path / "o.db", control=real_device(tmp_path, "amb-tls").operations)
         up.start()
         try:
             assert up.wait_connected(10), f"{up.stats()['last_error']} {broker.log_text()[-800:]}"

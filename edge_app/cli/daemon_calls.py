@@ -26,8 +26,8 @@ def add_parsers(sub: argparse._SubParsersAction, with_config) -> None:
     sp.set_defaults(fn=cmd_patient)
 
     for name, cmd, helptext in (("status", "status", "the running daemon's status"),
-                                ("results", "latest", "latest results of the running daemon"),
-                                ("alarms", "alarms", "recent alarms of the running daemon")):
+                                ("results", "results/latest", "latest results of the running daemon"),
+                                ("alarms", "alarms/list", "recent alarms of the running daemon")):
         sp = sub.add_parser(name, help=helptext)
         with_config(sp)
         sp.add_argument("--socket")
@@ -49,7 +49,7 @@ def _socket_path(args: argparse.Namespace) -> Path:
 def call_daemon(args: argparse.Namespace, cmd: str, **kw: Any) -> tuple[int, Any]:
     """(exit code, result) of one control-socket command; errors are printed here."""
     from edge_app.errors import ConfigError
-    from edge_app.patient import call
+    from edge_app.control_socket import call
     try:
         reply = call(_socket_path(args), cmd, **kw)
     except ConfigError as e:
@@ -57,14 +57,14 @@ def call_daemon(args: argparse.Namespace, cmd: str, **kw: Any) -> tuple[int, Any
     except ConnectionError as e:
         return fail(args.cmd, str(e), EXIT_NO_DAEMON), None
     if not reply.get("ok"):
-        return fail(args.cmd, f"{cmd} refused: {reply.get('error')}", EXIT_BAD_INPUT), None
+        return fail(args.cmd, f"{cmd} refused: {(reply.get('error') or {}).get('message')}", EXIT_BAD_INPUT), None
     return EXIT_OK, reply["result"]
 
 
 def _print(args: argparse.Namespace, cmd: str, res: Any) -> None:
     if getattr(args, "json", False):
         print(dumps(res))
-    elif cmd == "latest":
+    elif cmd == "results/latest":
         for d in reversed(res):
             print(format_result(d) + "\n")
     elif cmd == "status":
@@ -73,7 +73,7 @@ def _print(args: argparse.Namespace, cmd: str, res: Any) -> None:
         for a in res["alarms_active"]:
             print(f"  ALARM [{a['priority']} {a['kind']}] {a['message']}  id {a['id']}")
         print(f"  store {res['store']}   latency ms {res['latency_ms']}\n  {NOTICE}")
-    elif cmd == "alarms":
+    elif cmd == "alarms/list":
         for a in res:
             print(f"{a['time']} [{a['priority']} {a['kind']}] {'ACTIVE' if a['active'] else 'ended '} "
                   f"{'acked by ' + a['acknowledged_by'] if a['acknowledged_by'] else 'unacked':>16}  {a['id']}  {a['message']}")
@@ -91,8 +91,8 @@ def _run(args: argparse.Namespace, cmd: str, **kw: Any) -> int:
 def cmd_ask(args: argparse.Namespace) -> int:
     """status / results / alarms [--ack ID]."""
     if getattr(args, "ack", None):
-        return _run(args, "acknowledge_alarm", alarm_id=args.ack, by=args.by)
-    return _run(args, args.daemon_cmd, **({"n": args.n} if args.daemon_cmd == "latest" else {}))
+        return _run(args, "alarm/ack", alarm_id=args.ack, by=args.by)
+    return _run(args, args.daemon_cmd, **({"n": args.n} if args.daemon_cmd == "results/latest" else {}))
 
 
 def cmd_patient(args: argparse.Namespace) -> int:
@@ -107,9 +107,9 @@ def cmd_patient(args: argparse.Namespace) -> int:
             cur = status.get("patient") or {}
             age = cur.get("age") if age is None else age
             sex = cur.get("sex") if sex is None else sex
-        return _run(args, "set_patient", age=age, sex=sex)
+        return _run(args, "patient/set", age=age, sex=sex)
     if args.patient_cmd == "clear":
-        return _run(args, "clear_patient")
+        return _run(args, "patient/clear")
     rc, status = call_daemon(args, "status")
     if rc == EXIT_OK:
         print(dumps(status["patient"]))

@@ -22,27 +22,22 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from edge_app.command_router import CommandError
 from edge_app.jsonsafe import json_safe
+from edge_app.patient import SEXES
 from firmware_bridge.leads import ELECTRODES, LEAD_ELECTRODES, LEADS
+
+if TYPE_CHECKING:
+    from edge_app.command_router import CommandRouter
 
 log = logging.getLogger(__name__)
 
-SEXES = ("male", "female")
 DISPLAY_HIGHPASS_HZ = 0.5
 _DEP = np.array([[e in LEAD_ELECTRODES[lead] for e in ELECTRODES] for lead in LEADS], dtype=bool)  # (12, 9)
-AGE_MIN, AGE_MAX = 0, 120
-
-
-class PatientController(Protocol):
-    """The writes the page can make; the daemon's DeviceControl implements these."""
-
-    def set_patient(self, age: float | None, sex: str | None) -> Any: ...
-    def clear_patient(self) -> Any: ...
-    def acknowledge_alarm(self, alarm_id: str, by: str) -> Any: ...
 
 
 class DisplayInputError(ValueError):
@@ -53,29 +48,6 @@ class DisplayInputError(ValueError):
         self.status = status
 
 
-class LocalController:
-    """Stand-in controller when the display runs without a daemon DeviceControl (demo, tests of the
-    display alone). Holds the patient context and acknowledgements in memory; a pipeline can read
-    `patient` to feed the model."""
-
-    def __init__(self) -> None:
-        self.patient: dict[str, Any] = {"age": None, "sex": None}
-        self.acks: list[dict[str, Any]] = []
-
-    def set_patient(self, age: float | None, sex: str | None) -> dict[str, Any]:
-        self.patient = {"age": age, "sex": sex}
-        return dict(self.patient)
-
-    def clear_patient(self) -> dict[str, Any]:
-        self.patient = {"age": None, "sex": None}
-        return dict(self.patient)
-
-    def acknowledge_alarm(self, alarm_id: str, by: str) -> dict[str, Any]:
-        rec = {"alarm_id": alarm_id, "by": by, "time": time.time()}
-        self.acks.append(rec)
-        return rec
-
-
 @dataclass
 class _Entry:
     result: dict[str, Any]
@@ -83,42 +55,14 @@ class _Entry:
     strip_uv: np.ndarray | None = None   # (n, 12) float32 microvolts
 
 
-def validate_patient(body: Any) -> tuple[float | None, str | None]:
-    """Check a patient-context body {"age": number|null, "sex": "male"|"female"|null}.
-
-    Raises DisplayInputError naming the field and the accepted values; nothing is changed on error.
-    """
-    if not isinstance(body, dict):
-        raise DisplayInputError("body must be a JSON object like {\"age\": 63, \"sex\": \"female\"}")
-    unknown = sorted(set(body) - {"age", "sex"})
-    if unknown:
-        raise DisplayInputError(f"unknown field(s) {unknown}; accepted fields are 'age' and 'sex'")
-    if "age" not in body and "sex" not in body:
-        raise DisplayInputError("give 'age' and/or 'sex' (null for unknown); to clear use DELETE /api/patient")
-    age = body.get("age")
-    if age is not None:
-        if isinstance(age, bool) or not isinstance(age, (int, float)):
-            raise DisplayInputError(f"'age' must be a number of years or null, got {type(age).__name__}")
-        if not math.isfinite(age) or not (AGE_MIN <= age <= AGE_MAX):
-            raise DisplayInputError(f"'age' must be between {AGE_MIN} and {AGE_MAX} years, got {age}")
-        age = float(age)
-    sex = body.get("sex")
-    if sex is not None:
-        if not isinstance(sex, str):
-            raise DisplayInputError(f"'sex' must be 'male', 'female' or null, got {type(sex).__name__}")
-        s = sex.strip().lower()
-        if s not in SEXES:
-            raise DisplayInputError(f"'sex' must be 'male', 'female' or null, got {sex!r}")
-        sex = s
-    return age, sex
-
-
 class LiveHub:
     """Thread-safe live state for the bedside display (see module docstring)."""
 
-    def __init__(self, controller: PatientController | None = None, *, display_fs: float = 125.0,
+    def __init__(self, commands: CommandRouter | None = None, *, display_fs: float = 125.0,
                  ring_seconds: float = 12.0, history: int = 50, strips_kept: int = 20):
-        self.controller: PatientController = controller if controller is not None else LocalController()
+        #: The device's command router (transport "http"): the page's writes go through it. None: a page with no
+        #: device behind it (a display test, a benchmark) refuses writes with 503.
+        self.commands = commands
         self.display_fs_target = float(display_fs)
         self.ring_seconds = float(ring_seconds)
         self.history = int(history)
@@ -162,7 +106,7 @@ class LiveHub:
         self._latest_id: str | None = None
         self._alarms: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
         self._status: dict[str, Any] = {}
-        self._patient: dict[str, Any] = _patient_view(getattr(self.controller, "patient", None) or {})
+        self._patient: dict[str, Any] = {"age": None, "sex": None}
         self._heart_rate: float | None = None
         self._started = time.time()
 
@@ -372,50 +316,39 @@ class LiveHub:
             self._bump("patient", dict(self._patient))
 
     # ------------------------------------------------------------------ writes from the page
-    def set_patient(self, body: Any) -> dict[str, Any]:
-        """Validate then hand the patient context to the controller. Raises DisplayInputError."""
-        age, sex = validate_patient(body)
-        if isinstance(body, dict):
-            # A field left out keeps its current value (so the page can send age alone).
-            with self._lock:
-                cur = dict(self._patient)
-            if "age" not in body:
-                age = cur.get("age")
-            if "sex" not in body:
-                sex = cur.get("sex")
+    def _command(self, name: str, args: Any, by: str = "bedside") -> Any:
+        """Route a write through the device's command router; its refusal becomes the HTTP error."""
+        if self.commands is None:
+            raise DisplayInputError("this page has no device behind it; nothing was changed", 503)
         try:
-            self.controller.set_patient(age, sex)
-        except (ValueError, TypeError) as exc:
-            raise DisplayInputError(f"patient context refused: {exc}") from exc
+            return self.commands.execute(name, args, by)
+        except CommandError as exc:
+            raise DisplayInputError(exc.message, exc.http_status) from exc
+
+    def set_patient(self, body: Any) -> dict[str, Any]:
+        """patient/set with the page's body {"age", "sex"}; a field left out keeps its value. Raises
+        DisplayInputError (nothing changed) when the router refuses it."""
+        patient = _patient_view(self._command("patient/set", body))
         with self._cond:
-            self._patient = {"age": age, "sex": sex}
+            self._patient = patient
             self._bump("patient", dict(self._patient))
             return dict(self._patient)
 
     def clear_patient(self) -> dict[str, Any]:
-        """'New patient': forget age and sex (the controller also starts a new episode if it does so)."""
-        self.controller.clear_patient()
+        """'New patient': forget age and sex."""
+        patient = _patient_view(self._command("patient/clear", {}))
         with self._cond:
-            self._patient = {"age": None, "sex": None}
+            self._patient = patient
             self._bump("patient", dict(self._patient))
             return dict(self._patient)
 
     def acknowledge_alarm(self, alarm_id: str, by: str = "bedside") -> dict[str, Any]:
-        with self._lock:
-            alarm = self._alarms.get(alarm_id)
-            if alarm is None:
-                raise DisplayInputError(f"no alarm with id {alarm_id!r}", 404)
-            if alarm.get("acknowledged"):
-                raise DisplayInputError(f"alarm {alarm_id!r} is already acknowledged", 409)
-        try:
-            self.controller.acknowledge_alarm(alarm_id, by)
-        except KeyError as exc:
-            raise DisplayInputError(f"controller does not know alarm {alarm_id!r}: {exc}", 404) from exc
-        except (ValueError, TypeError) as exc:
-            raise DisplayInputError(f"acknowledgement refused: {exc}", 409) from exc
+        """alarm/ack: 404 for an unknown alarm, 409 when it is already acknowledged."""
+        alarm = self._command("alarm/ack", {"alarm_id": alarm_id}, by)
         with self._cond:
-            return dict(self._add_alarm_locked({"id": alarm_id, "acknowledged": True, "acknowledged_by": by,
-                                                "acknowledged_at": time.time()}))
+            return dict(self._add_alarm_locked({"id": alarm_id, "acknowledged": True,
+                                                "acknowledged_by": alarm.get("acknowledged_by", by),
+                                                "acknowledged_at": alarm.get("acknowledged_at")}))
 
     # ------------------------------------------------------------------ reads (server side)
     def _electrodes_locked(self) -> dict[str, str]:

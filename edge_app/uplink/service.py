@@ -22,17 +22,20 @@ import threading
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from .commands import CommandProcessor
-from .control import DeviceControl
 from .outbox import Outbox, OutboxFull, QueuedMessage, normalise_priority
 from .settings import MqttConfig
 from .topics import COMMANDS, SCHEMA_VERSION, Topics, check_device_id
+
+if TYPE_CHECKING:
+    from edge_app.command_router import DeviceControl
+    from edge_app.model_store import ModelStore
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ class Uplink:
     """One device's MQTT presence. Thread-safe public methods; start() once, stop() once."""
 
     def __init__(self, config: MqttConfig, device_id: str, outbox_path: str | os.PathLike,
-                 control: DeviceControl | None = None, model_store: Any | None = None,
+                 control: DeviceControl | None = None, model_store: ModelStore | None = None,
                  on_delivered: Callable[[str], None] | None = None):
         self.config = config
         self.device_id = check_device_id(device_id)
@@ -68,7 +71,9 @@ class Uplink:
         self.model_store = model_store
         self.on_delivered = on_delivered
         self.commands = CommandProcessor(device_id, control, model_store, config.model_public_key,
-                                         config.max_command_bytes, self._on_config_reported, self._on_model_changed)
+                                         config.max_command_bytes)
+        self.commands.router.on_config_reported = self._on_config_reported
+        self.commands.router.on_model_changed = self._on_model_changed
         self._client: mqtt.Client | None = None
         self._connected = threading.Event()
         self._stop = threading.Event()
@@ -332,7 +337,7 @@ class Uplink:
         try:
             self._cmd_queue.put_nowait((name, bytes(msg.payload), getattr(msg, "properties", None)))
         except queue.Full:
-            reply = self.commands._reply(name, _correlation(msg), ok=False,
+            reply = self.commands.reply(name, _correlation(msg), ok=False,
                                          error={"code": "busy", "message": "too many commands queued; retry later"})
             self._send_reply(name, reply, getattr(msg, "properties", None))
 

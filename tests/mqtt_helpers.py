@@ -1,12 +1,8 @@
-"""Shared helpers for the uplink tests (no tests in here).
-
-TestDeviceControl is a small but real implementation of edge_app.uplink.control.DeviceControl: it validates
-and applies configuration atomically, keeps patient context and alarms, and records an audit trail, so the
-tests can check that refused commands change nothing. It stands in for the daemon side only.
-"""
+"""MQTT helpers for the tests and benchmarks (no tests in here): a real subscriber that records what the
+device publishes, a reader of retained messages, and a TCP proxy that cuts the link like a dead zone.
+The device side of command tests is the real one (tests/device_helpers.py), not a stand-in."""
 from __future__ import annotations
 
-import copy
 import json
 import threading
 import time
@@ -14,72 +10,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from edge_app.errors import ConfigError
-
 PREFIX = "ecg"
-
-
-class TestDeviceControl:
-    __test__ = False  # not a pytest test class
-
-    def __init__(self) -> None:
-        self.config: dict[str, dict[str, Any]] = {
-            "triage": {"mi_threshold": 0.5, "announce": True},
-            "signal": {"mains_hz": 50},
-        }
-        self.config_version = 1
-        self.patient: dict[str, Any] = {"age": None, "sex": None}
-        self.alarms: dict[str, dict[str, Any]] = {"a1": {"id": "a1", "acknowledged_by": None}}
-        self.audit: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-
-    def status(self) -> dict[str, Any]:
-        return {"state": "running", "config_version": self.config_version, "patient": dict(self.patient),
-                "open_alarms": [a for a, v in self.alarms.items() if v["acknowledged_by"] is None]}
-
-    def get_config(self) -> dict[str, Any]:
-        with self._lock:
-            return {"config_version": self.config_version, **copy.deepcopy(self.config)}
-
-    def set_config(self, changes: dict[str, Any]) -> dict[str, Any]:
-        with self._lock:
-            new = copy.deepcopy(self.config)
-            for dotted, value in changes.items():
-                if not isinstance(dotted, str) or dotted.count(".") != 1:
-                    raise ConfigError(str(dotted), "expected 'section.key'", "write e.g. triage.mi_threshold")
-                section, key = dotted.split(".")
-                if section not in new or key not in new[section]:
-                    raise ConfigError(dotted, "unknown key", "use one of " + ", ".join(
-                        f"{s}.{k}" for s in new for k in new[s]))
-                old = new[section][key]
-                if type(value) is not type(old):
-                    raise ConfigError(dotted, f"expected {type(old).__name__}, got {value!r}", f"e.g. {old!r}")
-                if dotted == "triage.mi_threshold" and not 0 < value < 1:
-                    raise ConfigError(dotted, f"{value} is not a probability in (0, 1)", "use 0.5")
-                if dotted == "signal.mains_hz" and value not in (50, 60):
-                    raise ConfigError(dotted, f"{value} Hz mains does not exist", "use 50 or 60")
-                new[section][key] = value
-            self.config = new
-            self.config_version += 1
-            self.audit.append({"what": "config/set", "changes": changes, "version": self.config_version})
-            return {"config_version": self.config_version, **copy.deepcopy(self.config)}
-
-    def set_patient(self, age: float | None, sex: str | None) -> dict[str, Any]:
-        self.patient = {"age": age, "sex": sex}
-        self.audit.append({"what": "patient/set"})
-        return dict(self.patient)
-
-    def clear_patient(self) -> dict[str, Any]:
-        self.patient = {"age": None, "sex": None}
-        self.audit.append({"what": "patient/clear"})
-        return dict(self.patient)
-
-    def acknowledge_alarm(self, alarm_id: str, by: str) -> dict[str, Any]:
-        if alarm_id not in self.alarms:
-            raise KeyError(alarm_id)
-        self.alarms[alarm_id]["acknowledged_by"] = by
-        self.audit.append({"what": "alarm/ack", "id": alarm_id, "by": by})
-        return dict(self.alarms[alarm_id])
 
 
 class Collector:
