@@ -23,7 +23,7 @@ from edge_app.uplink.service import Uplink
 from edge_app.uplink.settings import MqttConfig
 from edge_app.uplink.strip_codec import LEADS, decode_message
 from mosquitto_broker import MosquittoBroker
-from test_uplink_support import Collector
+from mqtt_helpers import Collector
 
 RECORDS = Path(__file__).resolve().parents[1] / "edge_app" / "data" / "records"
 
@@ -187,3 +187,23 @@ def test_inbound_subscriptions_survive_a_bad_handler_and_a_reconnect(tmp_path) -
     assert got[-1][1] == b'{"after": "restart"}'
     assert {name for _, _, name in got} == {"uplink-inbound"}
     assert all(t in ("ecg/amb-07/receipt", "ecg/amb-07/review") for t, _, _ in got)
+
+
+def test_routine_strips_stop_at_half_the_outbox_budget_results_and_mi_strips_go_on(tmp_path) -> None:
+    """A long outage: strips must never leave the results themselves without room in the outbox."""
+    up = Uplink(_config(1, outbox_max_bytes=1024 * 1024), "amb-07", tmp_path / "outbox.sqlite")
+    sink = StripSink(up, "all")
+    uv, fs = _strip("00181_hr")                     # ~35 kB per strip
+    for n in range(40):                              # 40 windows x (5 kB result + 35 kB strip) > 1 MiB
+        r = _result("low", n)
+        up.publish_result(r, "low")
+        sink.publish(r, uv, fs)
+    rows = up.outbox.next_batch(1000, set())
+    strips = [m for m in rows if m.kind == "strip"]
+    assert sum(m.kind == "triage" for m in rows) == 40, "every result was queued"
+    assert 10 <= len(strips) < 40 and sink.counters["over_budget"] == 40 - len(strips)
+    assert up.outbox.used_bytes() <= 0.5 * up.outbox.max_bytes + 40_000     # stopped at the first strip past half
+    mi = _result("high", 99)
+    up.publish_result(mi, "high")
+    assert sink.publish(mi, uv, fs) is not None      # a suspected MI's strip is still offered
+    up.outbox.close()

@@ -9,6 +9,11 @@ suspected MI's strip ahead of routine traffic and right behind its own result.
 
 A failure to queue a strip (outbox full, an unencodable window) is logged and counted, never raised: the
 result has already been queued and the strip stays in the device's own store.
+
+Why a strip budget: a strip is 5-7x its result, so during a long outage strips alone would fill the outbox
+(512 MiB: ~20 h of strips at a 5 s stride, against ~6 days of results alone) and then the outbox would refuse
+the results themselves. Routine strips therefore stop being queued once the outbox holds STRIP_BUDGET_FRACTION
+of its byte budget (they stay in the store); a high-priority (suspected MI) strip is always offered.
 """
 from __future__ import annotations
 
@@ -27,6 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 FLAGGED = ("high", "medium")
+#: Non-high strips are not queued while the outbox holds more than this fraction of its byte budget.
+STRIP_BUDGET_FRACTION = 0.5
 
 
 class StripSink:
@@ -37,7 +44,7 @@ class StripSink:
             raise ValueError(f"strip mode {mode!r} not one of {STRIP_MODES}")
         self.uplink = uplink
         self.mode = mode
-        self.counters = {"queued": 0, "skipped": 0, "failed": 0, "bytes": 0}
+        self.counters = {"queued": 0, "skipped": 0, "failed": 0, "bytes": 0, "over_budget": 0}
 
     def subscribe(self, bus: Dispatcher) -> None:
         bus.subscribe(ResultReady, self.on_result)
@@ -56,13 +63,21 @@ class StripSink:
             self.counters["skipped"] += 1
             return None
         rid = str(result["id"])
+        priority = result.get("alarm_priority") or "none"
+        if priority != "high" and self._over_budget():
+            self.counters["over_budget"] += 1
+            if self.counters["over_budget"] in (1, 10, 100) or self.counters["over_budget"] % 1000 == 0:
+                log.warning("outbox over %.0f%% of its budget: routine strips are kept in the store only "
+                            "(%d so far); results, alarms and suspected-MI strips are still queued",
+                            100 * STRIP_BUDGET_FRACTION, self.counters["over_budget"])
+            return None
         window = result.get("window") or {}
         try:
             strip = encode_strip(strip_uv, float(fs), result_id=rid, run_id=str(result.get("run_id") or ""),
                                  start_index=int(window.get("start_index") or 0),
                                  device_time_us=window.get("device_time_us"),
                                  t0=first_sample_time(result, len(strip_uv), float(fs)))
-            msg_id = self.uplink.publish_strip(strip, result.get("alarm_priority") or "none")
+            msg_id = self.uplink.publish_strip(strip, priority)
         except (StripError, ValueError, TypeError) as exc:
             self.counters["failed"] += 1
             log.error("strip of result %s not sent: %s", rid[:8], exc)
@@ -74,6 +89,13 @@ class StripSink:
         self.counters["queued"] += 1
         self.counters["bytes"] += len(strip["data"])
         return msg_id
+
+    def _over_budget(self) -> bool:
+        outbox = getattr(self.uplink, "outbox", None)
+        try:
+            return outbox.used_bytes() > STRIP_BUDGET_FRACTION * outbox.max_bytes
+        except AttributeError:          # an uplink without a byte-counted outbox: no budget to keep
+            return False
 
 
 def first_sample_time(result: dict[str, Any], n: int, fs: float) -> str:
