@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from edge_app.explanation import explain
+from edge_app.jsonsafe import json_safe
 from edge_app.results import (Explanation, ModelInfo, PatientContext, QualitySummary, TriageResult, WindowSpan,
                               new_id, utc_now_iso)
 from edge_app.triage import decide, merge_thresholds
@@ -59,39 +60,23 @@ class PipelineSettings:
 
 def _resampler_factory(fs: float) -> StreamingResampler:
     from edge_app.signal_chain.conditioning import StreamingResampler
-    return StreamingResampler(fs)
+    return StreamingResampler(fs, missing="propagate")   # missing samples (NaN) reach the 100 Hz ring as NaN
 
 
-def _quality(window_uv: np.ndarray, fs: float, lead_off: np.ndarray | None, mains_hz: int) -> QualityReport:
+def _quality(window_uv: np.ndarray, fs: float, lead_off: np.ndarray | None, mains_hz: int,
+             model_uv: np.ndarray | None = None) -> QualityReport:
+    """The gate; a lead whose model input depends on a missing sample (NaN, even just past the window's
+    edge, within the resampler's look-ahead) is unusable: a gap never reaches the model (issue 14.7)."""
     from edge_app.signal_chain.quality import ecg_quality
-    return ecg_quality(window_uv, fs, lead_off=lead_off, mains_hz=mains_hz)
+    missing = None if model_uv is None else ~np.isfinite(model_uv).all(axis=0)
+    return ecg_quality(window_uv, fs, lead_off=lead_off, mains_hz=mains_hz, missing=missing)
 
 
 def quality_summary(report: QualityReport) -> QualitySummary:
     """Map the signal chain's QualityReport onto the result's QualitySummary (JSON-safe)."""
-    per_lead = {str(lead): _jsonable(entry) for lead, entry in report.leads.items()}
+    per_lead = {str(lead): json_safe(entry, ndigits=4, unknown=str) for lead, entry in report.leads.items()}
     return QualitySummary(verdict=str(report.verdict), reasons=[str(r) for r in report.reasons],
                           electrodes_off=[str(e) for e in report.electrodes_off], per_lead=per_lead)
-
-
-def _jsonable(v: Any) -> Any:
-    import dataclasses
-    if dataclasses.is_dataclass(v):
-        v = dataclasses.asdict(v)
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, (np.floating, float)):
-        f = float(v)
-        return round(f, 4) if np.isfinite(f) else None
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    return v
 
 
 @dataclass
@@ -140,7 +125,6 @@ class Pipeline:
         t = np.arange(int(10 * fs)) / fs
         x = np.outer(np.sin(2 * np.pi * 1.2 * t) * 500, np.ones(12))
         try:
-            import wfdb  # noqa: F401  (the result store's strip writer)
             _quality(x, fs, np.zeros((len(x), 9), bool), self.settings.mains_hz)
             ecg_measure(x, fs)
             self.resampler_factory(fs).process(x[:100])
@@ -175,7 +159,7 @@ class Pipeline:
         timings: dict[str, float] = {}
         rid = new_id()
         patient = self.patient()
-        q = _quality(w.native_uv, w.fs, w.lead_off, self.settings.mains_hz)
+        q = _quality(w.native_uv, w.fs, w.lead_off, self.settings.mains_hz, w.model_uv)
         qs = quality_summary(q)
         t1 = time.monotonic()
         timings["quality_ms"] = (t1 - t0) * 1000
