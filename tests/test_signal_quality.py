@@ -190,3 +190,24 @@ def test_mains_hum_mentioned_and_mv_hum_refused():
     q = ecg_quality(derive_leads(ch), fs, mains_hz=60)
     assert q.verdict == "unusable" and "V3 strong mains interference (electrode loose?)" in q.reasons
     assert q.leads["V3"].hum_uv > 2000 and q.leads["V1"].hum_uv < 200
+
+
+def test_gate_is_bit_identical_to_the_gate_before_issue_17():
+    """Issue 17 made the gate faster and lighter (scipy.signal's kernels loaded directly, cached designs,
+    one 0.5-40 Hz pass, fewer partitions). Every figure of every report must be exactly what the previous
+    gate gave (tests/fixtures/quality_reference.json, computed with it at commit 34ed6da)."""
+    import dataclasses
+    import json
+    ref = json.loads((ROOT / "tests" / "fixtures" / "quality_reference.json").read_text())["reports"]
+    fx = ROOT / "tests" / "fixtures" / "ptbxl_official_sample" / "records500"
+    names = sorted(fx.rglob("*_hr.hea"))[::5]
+    got = []
+    for k, p in enumerate(names):
+        x = wfdb.rdrecord(str(p.with_suffix(""))).p_signal * 1000
+        noise = np.random.default_rng(k).normal(0, 30, x.shape)
+        hum = 300 * np.sin(2 * np.pi * 60 * np.arange(len(x)) / 500)[:, None]
+        for xx, fs, m in ((x, 500.0, None), (x[::5], 100.0, None), (x + noise, 500.0, 50), (x + hum, 500.0, 60)):
+            got.append(dataclasses.asdict(ecg_quality(xx, fs, mains_hz=m)))
+    assert len(got) == len(ref) == 4 * len(names)
+    for g, r in zip(got, ref):
+        assert g == r["report"], (r["record"], r["variant"])

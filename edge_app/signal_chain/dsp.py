@@ -255,6 +255,12 @@ def hann_periodic(m: int) -> np.ndarray:
     return w[:-1]
 
 
+@lru_cache(maxsize=16)
+def _density_window(nperseg: int, fs: float) -> np.ndarray:
+    win = hann_periodic(nperseg)
+    return win * (1 / np.sqrt(sum(win ** 2 + 0.0 ** 2) / (1 / fs)))     # ShortTimeFFT.fac_psd, same ops
+
+
 def welch_density(x: np.ndarray, fs: float, nperseg: int) -> tuple[np.ndarray, np.ndarray]:
     """scipy.signal.welch(x, fs, nperseg=nperseg, axis=0, detrend=False) of (n, C), bit for bit: periodic
     Hann window scaled for density as ShortTimeFFT does, 50 % overlap, one-sided, mean over segments."""
@@ -262,8 +268,7 @@ def welch_density(x: np.ndarray, fs: float, nperseg: int) -> tuple[np.ndarray, n
     n = x.shape[0]
     nperseg = int(min(nperseg, n))
     hop = nperseg - nperseg // 2
-    win = hann_periodic(nperseg)
-    win = win * (1 / np.sqrt(sum(win ** 2 + 0.0 ** 2) / (1 / fs)))     # ShortTimeFFT.fac_psd, same ops
+    win = _density_window(nperseg, float(fs))
     nseg = max(1, (n - nperseg // 2) // hop)
     segs = np.lib.stride_tricks.sliding_window_view(np.moveaxis(x, 0, -1), nperseg, axis=-1)[..., 0::hop, :]
     spec = np.fft.rfft(segs[..., :nseg, :] * win, axis=-1)                 # (C, S, F)

@@ -159,7 +159,7 @@ def lead_features(x: np.ndarray, fs: float, mains_hz: float | None = None) -> di
     clip = np.where(rng < 1.0, 0.0, clip)                          # a constant lead is "flat", not clipped
     # Clinical band 0.5-40 Hz: amplitude and flatness (and kSQI below, on the same band).
     bp = _bandpass(xc, fs, 0.5, 40.0)
-    q = np.percentile(bp, [0.5, 99.5], axis=0)
+    q = np.percentile(bp.T, [0.5, 99.5], axis=1)                   # bp.T: time contiguous, faster partition
     amp = q[1] - q[0]
     # Noise where the model looks: 20-45 Hz RMS over 100 ms segments; the lower quartile of the
     # segments, so QRS complexes (which hold 20-45 Hz energy too) are left out even at 200 bpm,
@@ -171,7 +171,8 @@ def lead_features(x: np.ndarray, fs: float, mains_hz: float | None = None) -> di
     noise = np.percentile(seg_rms, NOISE_PERCENTILE, axis=0)
     # Baseline excursion below 0.7 Hz.
     lp = dsp.sosfiltfilt(dsp.butter_sos(2, 0.7, "lowpass", fs), xc, axis=0)
-    wander = np.percentile(lp, 99, axis=0) - np.percentile(lp, 1, axis=0)
+    q1, q99 = np.percentile(lp.T, [1, 99], axis=1)                 # one partition; same values as two calls
+    wander = q99 - q1
     # Published SQIs.
     nper = int(min(n, round(4 * fs)))
     f, p = dsp.welch_density(xc, fs, nper)
