@@ -78,11 +78,12 @@ def _design(fs_in: float, fs_out: float = FS_HZ) -> tuple[int, int, int, np.ndar
 
 
 def _polyphase(buf: np.ndarray, first: int, k0: int, k1: int, up: int, down: int, half: int,
-               H: np.ndarray) -> np.ndarray:
+               H: np.ndarray, check_nan: bool = True) -> np.ndarray:
     """Outputs k0..k1-1 of y[k] = sum_i h[i] * xu[k*down + half - i], xu = x upsampled by `up`.
 
     buf[j] holds input sample x[first + j]. The caller guarantees every needed index is in buf.
-    Missing inputs (NaN, only with missing="propagate") make every output whose taps reach them NaN.
+    Missing inputs (NaN, only with missing="propagate") make every output whose taps reach them NaN
+    (check_nan=False: the caller knows buf holds none, which saves a pass over it per streaming block).
 
     Two evaluations with the same arithmetic (each output accumulated over taps 0, 1, 2, ... in order,
     so they agree bit for bit, tested): a gather + einsum for the few outputs of a small streaming block,
@@ -90,8 +91,8 @@ def _polyphase(buf: np.ndarray, first: int, k0: int, k1: int, up: int, down: int
     channels) temporary (72 MB for 4096 outputs at 500 Hz), and 3-5x less time.
     """
     k_count = max(0, k1 - k0)
-    nan = np.isnan(buf)
-    has_nan = bool(nan.any())
+    nan = np.isnan(buf) if check_nan else None
+    has_nan = nan is not None and bool(nan.any())
     src = np.where(nan, 0.0, buf) if has_nan else buf
     if k_count >= _STRIDED_MIN:
         out = _polyphase_strided(src, first, k0, k1, up, down, half, H)
@@ -205,6 +206,7 @@ class StreamingResampler:
         self._n_in = 0           # input samples received
         self._k = 0              # next output index
         self._flushed = False
+        self._nan_last: int | None = None   # input index of the last missing (NaN) sample seen
 
     @property
     def n_in(self) -> int:
@@ -228,8 +230,11 @@ class StreamingResampler:
             self.n_channels = a.shape[1]
         elif a.shape[1] != self.n_channels:
             raise ConditioningError(f"block has {a.shape[1]} channels, stream has {self.n_channels}")
-        if not np.all(np.isfinite(a)) and (not self.allow_nan or np.isinf(a).any()):
-            raise ConditioningError("block contains NaN or infinite samples")
+        finite = np.isfinite(a)
+        if not finite.all():
+            if not self.allow_nan or np.isinf(a).any():
+                raise ConditioningError("block contains NaN or infinite samples")
+            self._nan_last = self._n_in + int(np.nonzero(~finite.all(axis=1))[0][-1])
         if a.shape[0] == 0:
             return np.zeros((0, self.n_channels))
         if self._buf is None:
@@ -244,7 +249,8 @@ class StreamingResampler:
         # Output k needs inputs up to floor((k*down + half) / up) < avail.
         k1 = (avail * self.up - self.half - 1) // self.down + 1
         k1 = max(k1, self._k)
-        y = _polyphase(self._buf, self._first, self._k, k1, self.up, self.down, self.half, self.H)
+        y = _polyphase(self._buf, self._first, self._k, k1, self.up, self.down, self.half, self.H,
+                       check_nan=self._nan_last is not None and self._nan_last >= self._first)
         self._k = k1
         # Keep only what the next output still needs.
         need = (self._k * self.down + self.half) // self.up - (self.H.shape[1] - 1)
@@ -262,7 +268,8 @@ class StreamingResampler:
         pad = self._pad()
         self._buf = np.concatenate([self._buf, np.repeat(self._buf[-1:], pad, axis=0)])
         k_total = -(-self._n_in * self.up // self.down)
-        y = _polyphase(self._buf, self._first, self._k, k_total, self.up, self.down, self.half, self.H)
+        y = _polyphase(self._buf, self._first, self._k, k_total, self.up, self.down, self.half, self.H,
+                       check_nan=self._nan_last is not None and self._nan_last >= self._first)
         self._k = k_total
         self._flushed = True
         return y
