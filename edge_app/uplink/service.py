@@ -87,7 +87,8 @@ class Uplink:
         self._cmd_queue: queue.Queue[tuple[str, bytes, Any] | None] = queue.Queue(maxsize=16)
         #: station -> device topics (receipts, reviews): exact topic -> handler(topic, payload), see subscribe()
         self._inbound: dict[str, Callable[[str, bytes], None]] = {}
-        self._inbound_queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=256)
+        # a station re-sends up to a few hundred receipts when the device (re)connects (docs/mqtt.md): room for them
+        self._inbound_queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=2048)
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._birth_extra: dict[str, Any] = {}
