@@ -18,6 +18,7 @@ import numpy as np
 import serial
 
 from . import protocol as P
+from .sequencer import FrameSequencer
 from .samples import CHANNELS, ELECTRODES, SampleBlock, derive_leads
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,9 @@ class DriverStats:
     frames_ok: intact frames of any type; crc_errors: frames failing CRC-32; bad_frames: rejected for
     other reasons (COBS structure, length, version, type, over-long); bytes_discarded: garbage and
     rejected frames; frames_lost / samples_lost: DATA missing by the sequence counter; blocks /
-    samples: what blocks() yielded.
+    samples: what blocks() yielded; duplicates: repeated frames dropped; frames_refused: frames dropped
+    for an implausible sequence or a wrong sample count (sequencer.py says why); resyncs: confirmed
+    restarts of the sequence counter without a DEVICE_INFO.
     """
     frames_ok: int = 0
     crc_errors: int = 0
@@ -49,19 +52,23 @@ class DriverStats:
     device_resets: int = 0
     blocks: int = 0
     samples: int = 0
+    duplicates: int = 0
+    frames_refused: int = 0
+    resyncs: int = 0
 
 
 class FrontEndDriver:
     """Talks to one front end on port_path (a serial device, a pty, or a symlink to either).
 
-    rate_hz: the rate to ask for (None keeps the device's). The driver is used from one thread
+    rate_hz: the rate to ask for (None keeps the device's). max_gap_s: the longest gap the sequence
+    counter may claim inside one stream (longer jumps need confirmation, see sequencer.py). The driver is used from one thread
     (iterate blocks()); close() may be called from any thread and ends the iteration.
     """
 
     def __init__(self, port_path: str, baudrate: int = 460800, rate_hz: int | None = 500, *,
                  handshake_timeout_s: float = 0.5, stall_timeout_s: float = 1.0,
                  restart_after_s: float = 3.0, backoff_initial_s: float = 0.1,
-                 backoff_max_s: float = 5.0, read_timeout_s: float = 0.05) -> None:
+                 backoff_max_s: float = 5.0, read_timeout_s: float = 0.05, max_gap_s: float = 10.0) -> None:
         self.port_path = str(port_path)
         self.baudrate = int(baudrate)
         self.rate_hz = rate_hz
@@ -71,6 +78,7 @@ class FrontEndDriver:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.read_timeout_s = read_timeout_s
+        self.max_gap_s = max_gap_s
         self.last_error: str | None = None
         self._info: P.DeviceInfo | None = None
         self._status = "connecting"
@@ -84,9 +92,8 @@ class FrontEndDriver:
         self._ever_connected = False
         self._iterating = False
         self._hs_deadline = 0.0
-        self._pending_events: list[str] = []
-        self._expect_seq: int | None = None
-        self._last_ts: int | None = None
+        self._sequencer = FrameSequencer(self._counters, 1)
+        self._pending_events = self._sequencer.pending_events
         self._next_index = 0
         self._last_data = time.monotonic()
         self._backoff = backoff_initial_s
@@ -189,7 +196,7 @@ class FrontEndDriver:
                 pass
         self._decoder.reset()
         self._backlog.clear()
-        self._expect_seq = None
+        self._sequencer.restart()
 
     def _send(self, ser: serial.Serial, msg: P.Message) -> None:
         ser.write(b"\x00" + P.encode(msg))        # leading 0x00 flushes any line noise at the device
@@ -243,8 +250,7 @@ class FrontEndDriver:
                 raise HandshakeError(f"device acknowledged SET_RATE {self.rate_hz} but reports {info.rate_hz}")
         self._request(ser, P.Start(self._next_token()), P.Ack)
         self._set_info(replace(info, streaming=True))
-        self._expect_seq = None
-        self._last_ts = None
+        self._sequencer.restart()
 
     def _check_info(self, info: P.DeviceInfo) -> None:
         if info.protocol_version != P.PROTOCOL_VERSION:
@@ -259,6 +265,7 @@ class FrontEndDriver:
         self._perm = np.array([info.channel_map.index(c) for c in CHANNELS])
         self._lsb_uv = info.lsb_pv / 1e6
         self._lo_supported = np.array([e in info.lead_off_electrodes for e in ELECTRODES])
+        self._sequencer.max_gap_frames = max(1, int(self.max_gap_s * info.rate_hz / max(1, info.samples_per_frame)))
 
     # -- streaming --------------------------------------------------------------------------------
 
@@ -346,13 +353,16 @@ class FrontEndDriver:
 
         for m in msgs:
             if isinstance(m, P.DataFrame):
-                gap, events = self._sequence(m)
-                if gap is None:
+                if self._info is None:
                     continue
-                if gap != 0 or events or not run:
-                    flush()
-                    run_gap, run_events = gap, events
-                run.append(m)
+                placed = self._sequencer.place(m, self._info.samples_per_frame)
+                if m.n == self._info.samples_per_frame:
+                    self._last_data = time.monotonic()
+                for p in placed:
+                    if p.gap != 0 or p.events or not run:
+                        flush()
+                        run_gap, run_events = p.gap, p.events
+                    run.append(p.frame)
             elif isinstance(m, P.DeviceInfo):
                 if m.token == 0:                      # unsolicited: the device rebooted
                     flush()
@@ -373,34 +383,6 @@ class FrontEndDriver:
                 log.warning("front end error for command 0x%02x: code %d %s", m.command, m.code, m.message)
         flush()
         return blocks
-
-    def _sequence(self, f: P.DataFrame) -> tuple[int | None, tuple[str, ...]]:
-        """Place a frame in the stream: (gap_before in samples or -1, events); None gap = drop it."""
-        if self._info is None:
-            return None, ()
-        self._last_data = time.monotonic()
-        events: tuple[str, ...] = ()
-        gap = 0
-        if self._expect_seq is None:
-            if self._pending_events:
-                events = tuple(dict.fromkeys(self._pending_events))
-                self._pending_events.clear()
-                gap = -1
-        else:
-            delta = (f.seq - self._expect_seq) & 0xFFFFFFFF
-            backwards = delta >= 1 << 31 or (self._last_ts is not None and f.timestamp_us < self._last_ts)
-            if backwards:
-                self._counters.device_resets += 1
-                events = ("device_reset",)
-                gap = -1
-                log.warning("front end sequence restarted (%d -> %d): device reset", self._expect_seq, f.seq)
-            elif delta:
-                gap = delta * f.n
-                self._counters.frames_lost += delta
-                self._counters.samples_lost += gap
-        self._expect_seq = (f.seq + 1) & 0xFFFFFFFF
-        self._last_ts = f.timestamp_us
-        return gap, events
 
     def _make_block(self, frames: list[P.DataFrame], gap: int, events: tuple[str, ...]) -> SampleBlock:
         if len(frames) == 1:

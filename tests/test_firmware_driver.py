@@ -329,11 +329,82 @@ def test_hand_device_channel_map_garbage_wrap_and_backwards_seq():
         assert b.gap_before == 0
         b = send_and_get(P.encode(P.DataFrame(5, 150000, status, counts)))[0]
         assert b.gap_before == 40
-        # seq going backwards without a DEVICE_INFO: a reset, unknown gap
-        b = send_and_get(P.encode(P.DataFrame(1, 20, status, counts)))[0]
+        # seq going backwards without a DEVICE_INFO, confirmed by the next frame: a reset, unknown gap
+        b = send_and_get(P.encode(P.DataFrame(1, 20, status, counts)) + P.encode(P.DataFrame(2, 20020, status, counts)))[0]
         assert b.gap_before == -1 and b.events == ("device_reset",)
         st = drv.stats
         assert st.frames_lost == 4 and st.device_resets == 1 and st.bytes_discarded >= 2900
+    finally:
+        drv.close()
+        for _ in it:
+            pass
+        dev.close()
+
+
+def _hand_stream():
+    """A HandDevice streaming through a driver; returns (dev, drv, it, send) where send(bytes) -> blocks."""
+    dev = HandDevice()
+    drv = FrontEndDriver(dev.path)
+    it = drv.blocks(0.1)
+    for b in it:                                          # drive the handshake
+        if drv.status == "streaming":
+            break
+
+    def send(frames_bytes: bytes, settle_nones: int = 3) -> list:
+        """Write, then collect blocks until the driver has been idle for a few idle periods."""
+        dev.write(frames_bytes)
+        out, nones = [], 0
+        for b in it:
+            if b is None:
+                nones += 1
+                if nones >= settle_nones:
+                    break
+            else:
+                out.append(b)
+                nones = 0
+        return out
+    return dev, drv, it, send
+
+
+def test_sequence_jump_duplicates_and_frame_size_are_not_trusted():
+    """Issue 14 item 5: one valid-CRC frame with seq jumped by ~2^31 must not report a 21-billion-sample
+    gap or shift the index; duplicates are dropped; a frame of another size is refused with a reason."""
+    dev, drv, it, send = _hand_stream()
+    counts = np.arange(80, dtype=np.int32).reshape(10, 8)
+    status = np.zeros(10, np.uint16)
+
+    def frame(seq, k=None, n=10):
+        k = seq if k is None else k                          # timestamp follows the frame slot k
+        c = np.resize(counts, (n, 8)).astype(np.int32)
+        return P.encode(P.DataFrame(seq & 0xFFFFFFFF, 1_000 + 20_000 * k, np.zeros(n, np.uint16), c))
+    try:
+        blocks = send(b"".join(frame(s) for s in range(5)))
+        assert sum(b.n for b in blocks) == 50 and blocks[0].first_index == 0
+        # one frame jumped by 2^31 - 1 (a forward jump under the wrap rule), then the stream goes on
+        blocks = send(frame(5 + (1 << 31) - 1, k=5) + b"".join(frame(s) for s in range(6, 10)))
+        assert [(b.first_index, b.gap_before, b.events) for b in blocks] == [(60, 10, ())], blocks
+        st = drv.stats
+        assert st.samples_lost == 10 and st.frames_lost == 1 and st.frames_refused == 1 and st.resyncs == 0
+        # the same with a backwards jump: one lone frame, dropped, costs its slot only
+        blocks = send(frame(3, k=10) + b"".join(frame(s) for s in range(11, 13)))
+        assert [(b.first_index, b.gap_before) for b in blocks] == [(110, 10)]
+        assert drv.stats.device_resets == 0
+        # duplicated frames (the last one, and one a few frames back) are dropped, not passed on again
+        blocks = send(frame(12) + frame(11) + frame(13) + frame(13) + frame(14))
+        assert [(b.first_index, b.gap_before, b.n) for b in blocks] == [(130, 0, 20)]
+        assert drv.stats.duplicates == 3
+        # a frame with another sample count mid-stream is refused (the device announced 10 per frame)
+        blocks = send(frame(15, n=7) + frame(16))
+        assert [(b.first_index, b.gap_before, b.n) for b in blocks] == [(160, 10, 10)]
+        assert drv.stats.frames_refused == 3 and "announced 10 per frame" in drv._sequencer.last_refusal
+        # a jump confirmed by the next frame is a real restart: unknown gap, reported, index not shifted
+        blocks = send(b"".join(frame(s, k=s - 1_000_000 + 17) for s in range(1_000_000, 1_000_003)))
+        assert [(b.first_index, b.gap_before, b.events, b.n) for b in blocks] == [(170, -1, ("sequence_jump",), 30)]
+        st = drv.stats
+        assert st.resyncs == 1 and st.samples_lost == 30 and st.frames_lost == 3
+        assert st.samples == 170 and drv._next_index == 170 + st.samples_lost   # delivered + reported lost
+        print(f"driver sequence cases: {st.frames_ok} frames, refused {st.frames_refused}, "
+              f"duplicates {st.duplicates}, resyncs {st.resyncs}, samples lost {st.samples_lost}")
     finally:
         drv.close()
         for _ in it:
