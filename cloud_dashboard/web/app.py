@@ -19,6 +19,22 @@ from .routers.pages import STATIC
 PUBLIC_PATHS = {"/login", "/auth/csrf", "/auth/login", "/healthz", "/static", "/"}
 
 
+def all_routes(app: FastAPI) -> list[Any]:
+    """Every route and mount of the app, flattened (FastAPI >= 0.16x keeps included routers as one entry each).
+    The security test walks this list so that no route can be added without its authentication being checked."""
+    out: list[Any] = []
+
+    def walk(routes: list[Any]) -> None:
+        for r in routes:
+            inner = getattr(r, "original_router", None)
+            if inner is not None:
+                walk(inner.routes)
+            else:
+                out.append(r)
+    walk(app.routes)
+    return out
+
+
 def create_app(config: CloudConfig, sessions: sessionmaker[Session] | None = None) -> FastAPI:
     app = FastAPI(title="ECG triage receiving station", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url=None, description=NOTICE)
