@@ -119,3 +119,79 @@ def test_evaluate_cli_on_official_physionet_layout(tiny):
     db = pd.read_csv(official / "ptbxl_database.csv")
     assert res["n"] == int((db["strat_fold"] <= 8).sum())
     assert 0.0 <= res["macro_auc"] <= 1.0
+
+
+def _report_files(out: Path) -> dict[str, bytes]:
+    return {n: (out / n).read_bytes() for n in ("report.json", "report.md", "MODEL_CARD.md")}
+
+
+def test_report_keeps_float_figures_it_cannot_recompute(tiny, tmp_path):
+    """Issue 14 item 12: on a fresh clone the run directory (git-ignored) has no float model. The report must
+    keep the committed int8-vs-float figures of the SAME model, say so, and never write nan."""
+    import shutil
+    out = tmp_path / "models"
+    shutil.copytree(tiny["out"], out)
+    before = json.loads((out / "report.json").read_text())["int8_vs_float"]
+    empty_run = tmp_path / "fresh_clone_run"
+    empty_run.mkdir()
+    r = _cli("report", "--data", str(MINI), "--run", str(empty_run), "--out", str(out), "--n-boot", "20")
+    assert "keeping int8-vs-float figures" in r.stdout
+    after = json.loads((out / "report.json").read_text())["int8_vs_float"]
+    assert after["carried_over_from"] and after["mean_abs_prob_diff"] == before["mean_abs_prob_diff"]
+    md, card = (out / "report.md").read_text(), (out / "MODEL_CARD.md").read_text()
+    assert "Carried over from the report of" in md and "carried over from" in card
+    import re
+    for text in (md, card):
+        assert not re.search(r"(?<![A-Za-z])[+-]?nan(?![A-Za-z])", text, flags=re.IGNORECASE)
+
+
+def test_report_refuses_and_writes_nothing_without_float_model(tiny, tmp_path):
+    import shutil
+    out = tmp_path / "models"
+    shutil.copytree(tiny["out"], out)
+    # the committed report is of ANOTHER model: nothing to keep the float figures from
+    rj = json.loads((out / "report.json").read_text())
+    rj["model_sha256"] = "0" * 64
+    (out / "report.json").write_text(json.dumps(rj))
+    before = _report_files(out)
+    empty_run = tmp_path / "fresh_clone_run"
+    empty_run.mkdir()
+    r = subprocess.run([sys.executable, "-m", "training.cli", "report", "--data", str(MINI), "--run", str(empty_run),
+                        "--out", str(out), "--n-boot", "20"], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "no float model" in r.stderr and "ecg-train" in r.stderr and "Nothing was written" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert _report_files(out) == before
+
+
+def test_ensemble_members_and_calibration_in_manifest(tiny):
+    m = json.loads((tiny["out"] / "manifest.json").read_text())
+    members = m["training"]["members"]
+    assert [x["config"]["se"] for x in members] == [False, True]
+    assert all(x["config"]["crop"] == 250 for x in members)
+    assert "fitting half" in m["training"]["calibration"]["fitted_on"]
+    # thresholds fitted on one half, figures on the other: the manifest says which
+    assert "reporting half" in m["metrics_val"]["split"]
+    assert m["operating_points"]["MI"]["fitted_on"] == "val fitting half"
+    # the feature map is the members' maps side by side (Grad-CAM head matches it)
+    from edge_app.inference import gradcam
+    head = gradcam.GradCamHead.load(tiny["out"] / m["gradcam"]["file"])
+    assert head.W.shape[0] == m["signature"]["outputs"]["feature_map"]["shape"][-1] == 16 + 16
+
+
+def test_qat_path_runs_and_is_compared_with_ptq(tiny):
+    """QAT (tfmot under tf_keras, Conv2D (1,k) rebuild) on a tiny member: the rebuilt model reproduces the
+    trained one, fine-tunes, converts to a full-integer model with the device signature, and is reported
+    against PTQ."""
+    member = tiny["run"] / "member1"          # the squeeze-excitation member (Multiply gets its own fake-quant)
+    r = _cli("qat", "--data", str(MINI), "--run", str(member), "--rep-size", "40", "--qat-records", "40", timeout=600)
+    assert "max |p - p_keras3|" in r.stdout
+    res = json.loads((member / "qat_vs_ptq.json").read_text())
+    for k in ("ptq", "qat"):
+        assert 0.0 <= res[k]["macro_auc"] <= 1.0 and res[k]["mean_abs_dp"] >= 0.0
+    from edge_app.inference.backend import create_backend
+    be = create_backend("litert")
+    be.load(str(member / "qat_int8.tflite"))
+    assert set(be.input_names) == {"ecg", "demographics"} and {"probabilities", "feature_map"} <= set(be.output_names)
+    out = be.run(np.zeros((1, 1000, 12), np.float32), np.zeros((1, 4), np.float32))
+    assert out["probabilities"].shape == (1, 5)

@@ -67,7 +67,7 @@ def cmd_train(a) -> dict:
         cfg.patience = a.patience
     if a.swa_start is not None:
         cfg.swa_start = a.swa_start
-    for k in ("crop", "eval_every", "threads", "label_smoothing", "class_weighting"):
+    for k in ("crop", "eval_every", "threads", "label_smoothing", "class_weighting", "kernel"):
         if getattr(a, k, None) is not None:
             setattr(cfg, k, getattr(a, k))
     if getattr(a, "se", False):
@@ -278,6 +278,57 @@ def cmd_evaluate(a) -> dict:
     return flat
 
 
+def cmd_qat(a) -> dict:
+    """QAT vs PTQ for one trained member (training/qat.py runs in a child process under tf_keras)."""
+    _quiet_tf()
+    import subprocess
+    import tensorflow as tf
+    from training import export
+    from training.evaluate import run_tflite
+    from training.metrics import macro_auc
+    from training.qat import export_weights
+    data = Path(a.data) / "ptbxl100" if (Path(a.data) / "ptbxl100").exists() else Path(a.data)
+    run = Path(a.run)
+    if not (run / "model.keras").exists():
+        raise FileNotFoundError(f"{run}/model.keras not found: train the member first (ecg-train train --run {run})")
+    model = tf.keras.models.load_model(run / "model.keras", compile=False)
+    tr, trx, trd = _load_split(data, "train", a.limit)
+    va, vax, vad = _load_split(data, "val", a.limit)
+    rng = np.random.default_rng(0)
+    sub = rng.permutation(len(trx))[:min(a.qat_records, len(trx))]
+    rep = rng.permutation(len(trx))[:min(a.rep_size, len(trx))]
+    rep = rep[np.abs(trx[rep]).max(axis=(1, 2)) < 4.0]
+    export_weights(model, run / "qat_weights.npz")
+    chk = sub[:8]
+    check_p = np.asarray(model({"ecg": trx[chk], "demographics": trd[chk]}, training=False)["probabilities"])
+    np.savez(run / "qat_data.npz", train_x=trx[sub], train_d=trd[sub], train_y=tr.y[sub], rep_x=trx[rep], rep_d=trd[rep],
+             check_x=trx[chk], check_d=trd[chk], check_p=check_p)
+    qat_path, ptq_path = run / "qat_int8.tflite", run / "ptq_int8.tflite"
+    _say(f"QAT: fine-tuning {len(sub)} train records x {a.qat_epochs} epoch(s) in a tf_keras child process")
+    t0 = time.time()
+    r = subprocess.run([sys.executable, "-m", "training.qat", "--weights", str(run / "qat_weights.npz"),
+                        "--config", str(run / "train_info.json"), "--data", str(run / "qat_data.npz"),
+                        "--out", str(qat_path), "--epochs", str(a.qat_epochs)],
+                       cwd=ROOT, env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    if r.returncode != 0:
+        raise RuntimeError(f"QAT child process failed with exit code {r.returncode}")
+    qat_s = time.time() - t0
+    float_path = export.convert(model, run / "member_float32.tflite")
+    export.convert(model, ptq_path, trx[rep], trd[rep])
+    Pf, Pp, Pq = (run_tflite(p, vax, vad) for p in (float_path, ptq_path, qat_path))
+    res = {"member": str(run), "qat_epochs": a.qat_epochs, "qat_records": int(len(sub)), "qat_seconds": qat_s,
+           "val_n": int(len(va)), "macro_auc_float": macro_auc(va.y, Pf),
+           "ptq": {"macro_auc": macro_auc(va.y, Pp), "mean_abs_dp": float(np.mean(np.abs(Pp - Pf))),
+                   "max_abs_dp": float(np.max(np.abs(Pp - Pf))), "bytes": ptq_path.stat().st_size},
+           "qat": {"macro_auc": macro_auc(va.y, Pq), "mean_abs_dp": float(np.mean(np.abs(Pq - Pf))),
+                   "max_abs_dp": float(np.max(np.abs(Pq - Pf))), "bytes": qat_path.stat().st_size},
+           "note": "QAT fine-tunes the weights, so its |dp| is measured against the float model it started from"}
+    (run / "qat_vs_ptq.json").write_text(json.dumps(res, indent=1))
+    _say(f"val macro AUC float {res['macro_auc_float']:.4f} | PTQ {res['ptq']['macro_auc']:.4f} (mean |dp| "
+         f"{res['ptq']['mean_abs_dp']:.4f}) | QAT {res['qat']['macro_auc']:.4f} (mean |dp| {res['qat']['mean_abs_dp']:.4f})")
+    return res
+
+
 def cmd_report(a) -> None:
     from training.report import build_report
     data = Path(a.data) / "ptbxl100" if (Path(a.data) / "ptbxl100").exists() else Path(a.data)
@@ -339,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
             sp.add_argument("--swa-start", type=int, default=None, help="average weights from this epoch on (SWA)")
             sp.add_argument("--stem-pool", action="store_true", help="pool after the stem (half the compute, coarser CAM)")
             sp.add_argument("--se", action="store_true", help="squeeze-excitation in every residual block")
+            sp.add_argument("--kernel", type=int, default=None, help="kernel size of the first two stages (default 7)")
             sp.add_argument("--crop", type=int, default=None, help="train on random crops of N samples (e.g. 250 = 2.5 s)")
             sp.add_argument("--eval-every", type=int, default=None, help="score val every k epochs")
             sp.add_argument("--threads", type=int, default=None, help="TensorFlow threads (0 = all cores)")
@@ -353,6 +405,10 @@ def main(argv: list[str] | None = None) -> int:
     common(al, train=True)
     al.add_argument("--recipe", default="model2", help="members to train: a name in training/recipes.py, or 'single' "
                     "(one model from the command-line settings)")
+    qa = sub.add_parser("qat", help="quantization-aware fine-tuning of one member, compared with PTQ")
+    common(qa)
+    qa.add_argument("--qat-epochs", type=int, default=1)
+    qa.add_argument("--qat-records", type=int, default=4000)
     cb = sub.add_parser("combine", help="members -> one calibrated model (Platt on the val fitting half)")
     common(cb)
     cb.add_argument("--members", nargs="+", required=True, help="trained run directories (each with model.keras)")
@@ -369,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     try:
-        {"all": cmd_all, "train": cmd_train, "combine": cmd_combine, "convert": cmd_convert, "evaluate": cmd_evaluate, "report": cmd_report}[a.cmd](a)
+        {"all": cmd_all, "train": cmd_train, "combine": cmd_combine, "qat": cmd_qat, "convert": cmd_convert, "evaluate": cmd_evaluate, "report": cmd_report}[a.cmd](a)
     except Exception as e:  # DataError/ModelError: clear message, non-zero exit
         from training.data import DataError
         from edge_app.inference.model import ModelError

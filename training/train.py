@@ -88,6 +88,18 @@ def augment(ecg: tf.Tensor, demo: tf.Tensor, cfg: TrainConfig) -> tuple[tf.Tenso
     return x, demo
 
 
+def _bar(epoch: int, epochs: int, done: int, total: int, loss: float, width: int = 30) -> None:
+    """A live progress bar within the epoch on a terminal (redrawn in place); silent when stdout is a file or
+    pipe, where the one line per epoch is the progress record."""
+    import sys
+    if not sys.stdout.isatty() or (done % max(1, total // 50) and done != total):
+        return
+    n = int(width * done / max(1, total))
+    end = "\r" if done < total else "\r" + " " * (width + 60) + "\r"
+    sys.stdout.write(f"epoch {epoch}/{epochs} [{'#' * n}{'.' * (width - n)}] {done}/{total} loss {loss:.4f}{end}")
+    sys.stdout.flush()
+
+
 def weighted_bce(pos_weight: np.ndarray, label_smoothing: float = 0.0):
     pw = tf.constant(pos_weight, tf.float32)
 
@@ -150,7 +162,10 @@ def train(train_x: np.ndarray, train_d: np.ndarray, train_y: np.ndarray,
     t0 = time.time()
     for epoch in range(1, cfg.epochs + 1):
         te = time.time()
-        losses = [float(step(x, d, y)) for x, d, y in ds]
+        losses = []
+        for x, d, y in ds:
+            losses.append(float(step(x, d, y)))
+            _bar(epoch, cfg.epochs, len(losses), steps, float(np.mean(losses)))
         if epoch % cfg.eval_every and epoch != cfg.epochs:
             history.append({"epoch": epoch, "loss": float(np.mean(losses)), "seconds": time.time() - te})
             progress(f"epoch {epoch}/{cfg.epochs} loss {np.mean(losses):.4f} {time.time() - te:.0f}s "
