@@ -16,7 +16,9 @@ def format_result(d: dict[str, Any]) -> str:
     q = d["quality"]
     lines = [f"[{d['time'][11:19]}Z] window {w['start_s']:.1f}-{w['end_s']:.1f} s: "
              f"{LEVEL_TEXT.get(d['triage_level'], d['triage_level'])}"
-             f"   HR {'--' if hr is None else f'{hr:.0f}'} bpm   quality {q['verdict']}"
+             f"   HR {'--' if hr is None else f'{hr:.0f}'} bpm"
+             + (f" ({d['rhythm']['label']})" if (d.get("rhythm") or {}).get("label") else "")
+             + f"   quality {q['verdict']}"
              + (f" ({'; '.join(q['reasons'])})" if q.get("reasons") else "")]
     if d.get("probabilities"):
         lines.append("   " + "  ".join(f"{c} {p:.2f}" for c, p in d["probabilities"].items()))

@@ -381,7 +381,7 @@ class LiveHub:
         """The fields a results list needs (no CAM arrays)."""
         keys = ("id", "time", "record", "window", "triage_level", "alarm_priority", "triage", "priority",
                 "level", "label", "probabilities", "heart_rate_bpm", "heart_rate", "patient", "quality",
-                "model", "model_version", "alarms", "alarm", "gap_before", "notice")
+                "model", "model_version", "alarms", "alarm", "gap_before", "notice", "rhythm")
         s = {k: r[k] for k in keys if k in r}
         expl = r.get("explanation")
         if isinstance(expl, dict):

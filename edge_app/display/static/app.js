@@ -593,6 +593,8 @@ function renderHr() {
   const hr = st.heartRate;
   // No live signal: a heart rate from before would be a stale number, so show none.
   $("hr").textContent = (!st.stale && typeof hr === "number" && isFinite(hr)) ? Math.round(hr) : "--";
+  const rh = st.latest && st.latest.rhythm;
+  $("rhythm").textContent = (!st.stale && rh && rh.label) ? rh.label : "rhythm --";
 }
 
 /* ------------------------------------------------------------------ events */
