@@ -153,8 +153,8 @@ def test_receipt_then_review_reach_store_audit_and_bedside_page(tmp_path) -> Non
                               ("receipt", _receipt("amb-07", [], r["id"])),
                               ("receipt", _receipt("amb-07", [triage_id], uuid.uuid4().hex))):
                 send(leaf, bad)
-            _until(lambda: sink.counters["ignored"] == 7 and sink.counters["unmatched"] == 2,
-                   what="seven ignored messages, two receipts not mapped to a result held here")
+            _until(lambda: (sink.counters["ignored"], sink.counters["unmatched"], sink.counters["repeats"]) == (7, 1, 3),
+                   what="seven ignored, one receipt not mapped to a result held here, one more repeat")
             later = _review("amb-07", r["id"], verdict="repeat_ecg", text=None, reviewer="Dr B. Second")
             send("review", later)
             _until(lambda: sink.counters["reviews"] == 2, what="second review")

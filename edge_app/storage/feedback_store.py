@@ -70,6 +70,13 @@ class FeedbackStore:
                 raise
         return new
 
+    def has_receipt(self, msg_ids: list[str]) -> set[str]:
+        """Those of msg_ids already recorded (read-only: a re-sent receipt costs no write)."""
+        with self._lock:
+            marks = ",".join("?" * len(msg_ids))
+            return {r[0] for r in self._db.execute(f"SELECT msg_id FROM receipts WHERE msg_id IN ({marks})",
+                                                   list(msg_ids))}
+
     def add_review(self, review: dict[str, Any]) -> bool:
         """Record a validated review; False when this review_id is already stored (a repeat)."""
         with self._lock:
