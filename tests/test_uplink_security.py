@@ -90,8 +90,11 @@ def test_last_will_marks_a_killed_device_offline(tmp_path):
 
 
 # ---- TLS ---------------------------------------------------------------------------------------------------
-def _make_pki(d: Path) -> dict[str, str]:
-    """A throwaway CA, broker certificate (CN/SAN 127.0.0.1) and device client certificate."""
+def _make_pki(d: Path, devices: tuple[str, ...] = (), admins: tuple[str, ...] = ()) -> dict[str, str]:
+    """A throwaway CA, broker certificate (CN/SAN 127.0.0.1) and device client certificate.
+
+    devices: more device certificates from the fleet CA (keys "<cn>_crt", "<cn>_key"); admins: certificates
+    from a separate admin CA ("admin_ca", "<cn>_crt", "<cn>_key")."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -136,6 +139,31 @@ def _make_pki(d: Path) -> dict[str, str]:
         (d / f"{name}.crt").write_bytes(c.public_bytes(serialization.Encoding.PEM))
         write_key(k, d / f"{name}.key")
         out[f"{name}_crt"], out[f"{name}_key"] = str(d / f"{name}.crt"), str(d / f"{name}.key")
+    for cn in devices:
+        k, c = leaf(cn, False)
+        (d / f"{cn}.crt").write_bytes(c.public_bytes(serialization.Encoding.PEM))
+        write_key(k, d / f"{cn}.key")
+        out[f"{cn}_crt"], out[f"{cn}_key"] = str(d / f"{cn}.crt"), str(d / f"{cn}.key")
+    if admins:
+        adm_key = key()
+        adm_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ecg-test-admin-ca")])
+        adm_ca = (x509.CertificateBuilder().subject_name(adm_name).issuer_name(adm_name)
+                  .public_key(adm_key.public_key()).serial_number(x509.random_serial_number())
+                  .not_valid_before(now - datetime.timedelta(minutes=5))
+                  .not_valid_after(now + datetime.timedelta(days=1))
+                  .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                  .sign(adm_key, hashes.SHA256()))
+        (d / "admin-ca.crt").write_bytes(adm_ca.public_bytes(serialization.Encoding.PEM))
+        out["admin_ca"] = str(d / "admin-ca.crt")
+        for cn in admins:
+            k = key()
+            c = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+                 .issuer_name(adm_name).public_key(k.public_key()).serial_number(x509.random_serial_number())
+                 .not_valid_before(now - datetime.timedelta(minutes=5))
+                 .not_valid_after(now + datetime.timedelta(days=1)).sign(adm_key, hashes.SHA256()))
+            (d / f"{cn}.crt").write_bytes(c.public_bytes(serialization.Encoding.PEM))
+            write_key(k, d / f"{cn}.key")
+            out[f"{cn}_crt"], out[f"{cn}_key"] = str(d / f"{cn}.crt"), str(d / f"{cn}.key")
     # a client certificate from a CA the broker does not trust
     rogue = d / "rogue"
     rogue.mkdir()
@@ -262,23 +290,31 @@ def test_example_acl_confines_devices_and_reserves_commands_to_admins(tmp_path):
             admin.close()
 
 
-def test_the_example_mosquitto_conf_itself_runs_tls_password_and_acl(tmp_path):
-    """deploy/mosquitto/mosquitto.conf as shipped (only paths and ports substituted) on mosquitto 2."""
+def _shipped_conf(tmp_path: Path, pki: dict[str, str], pw: str) -> tuple[str, int, int, int]:
+    """deploy/mosquitto/mosquitto.conf with only paths and ports substituted -> (text, plain, device, admin port)."""
     from mosquitto_broker import free_port
-    pki = _make_pki(tmp_path)  # device certificate CN is amb-tls
-    pw = _passwd(tmp_path, {"admin": "adminpw", "amb-tls": "devpw"})
-    plain, tls_port = free_port(), free_port()
+    plain, tls_port, admin_port = free_port(), free_port(), free_port()
     text = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
     for old, new in (("/etc/mosquitto/ecg.passwd", pw), ("/etc/mosquitto/ecg.acl", str(REPO / "deploy/mosquitto/acl")),
                      ("/etc/mosquitto/certs/fleet-ca.crt", pki["ca"]),
+                     ("/etc/mosquitto/certs/admin-ca.crt", pki["admin_ca"]),
                      ("/etc/mosquitto/certs/broker.crt", pki["broker_crt"]),
                      ("/etc/mosquitto/certs/broker.key", pki["broker_key"]),
                      ("listener 1883 127.0.0.1", f"listener {plain} 127.0.0.1"),
                      ("listener 8883", f"listener {tls_port} 127.0.0.1"),
+                     ("listener 8884", f"listener {admin_port} 127.0.0.1"),
                      ("/var/lib/mosquitto/", f"{tmp_path}/"), ("log_dest syslog", "log_dest stderr")):
         assert old in text, old
         text = text.replace(old, new)
     assert not [l for l in text.splitlines() if "/etc/" in l and not l.lstrip().startswith("#")]
+    return text, plain, tls_port, admin_port
+
+
+def test_the_example_mosquitto_conf_itself_runs_tls_password_and_acl(tmp_path):
+    """deploy/mosquitto/mosquitto.conf as shipped (only paths and ports substituted) on mosquitto 2."""
+    pki = _make_pki(tmp_path, admins=("admin",))  # device certificate CN is amb-tls
+    pw = _passwd(tmp_path, {"admin": "adminpw", "amb-tls": "devpw"})
+    text, plain, tls_port, admin_port = _shipped_conf(tmp_path, pki, pw)
     with MosquittoBroker(tmp_path, port=tls_port, raw_config=text) as broker:
         admin = Collector(plain, "ecg/#", username="admin", password="adminpw")
         c = {"tls": True, "ca_file": pki["ca"], "cert_file": pki["device_crt"], "key_file": pki["device_key"],
@@ -293,6 +329,16 @@ def test_the_example_mosquitto_conf_itself_runs_tls_password_and_acl(tmp_path):
             from cloud_dashboard.fleet_cli import FleetClient
             with FleetClient(port=plain, username="admin", password="adminpw") as fleet:
                 assert fleet.command("amb-tls", "status")["ok"]
+            # admins over the network: admin-CA certificate on the admin listener; two sessions at once
+            adm = {"tls": True, "ca_file": pki["ca"], "cert_file": pki["admin_crt"], "key_file": pki["admin_key"]}
+            with FleetClient(port=admin_port, **adm) as f1, FleetClient(port=admin_port, **adm) as f2:
+                assert f1.command("amb-tls", "status")["ok"] and f2.command("amb-tls", "status")["ok"]
+            # a device certificate is no admin credential
+            from cloud_dashboard.fleet_cli import FleetError
+            with pytest.raises((FleetError, OSError)):
+                with FleetClient(port=admin_port, tls=True, ca_file=pki["ca"], cert_file=pki["device_crt"],
+                                 key_file=pki["device_key"], connect_timeout=3.0) as f3:
+                    f3.command("amb-tls", "status")
         finally:
             up.stop()
             admin.close()
@@ -304,3 +350,68 @@ def test_the_example_mosquitto_conf_itself_runs_tls_password_and_acl(tmp_path):
             assert not no_cert.wait_connected(2.0)
         finally:
             no_cert.stop()
+
+
+def _attacker(port: int, pki: dict[str, str], cn: str, client_id: str, will_topic: str | None) -> tuple[mqtt.Client, list]:
+    """A device logged in with ITS OWN certificate (cn) but another client id (and maybe a Will elsewhere)."""
+    results: list = []
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c.tls_set(ca_certs=pki["ca"], certfile=pki[f"{cn}_crt"], keyfile=pki[f"{cn}_key"])
+    if will_topic:
+        c.will_set(will_topic, b"offline", qos=1, retain=True)
+    c.on_connect = lambda cl, ud, flags, rc, props: results.append(("connect", str(rc)))
+    c.on_disconnect = lambda cl, ud, flags, rc, props: results.append(("disconnect", str(rc)))
+    c.connect("127.0.0.1", port, keepalive=5)
+    c.loop_start()
+    return c, results
+
+
+def test_client_id_takeover_is_impossible_with_the_shipped_conf(tmp_path):
+    """Issue 14 item 1: amb-01, with its own certificate, claims client id ecg-amb-02 (and amb-02), sets Wills
+    into amb-02's subtree and dies abruptly, ten times over: the real amb-02 must stay online throughout."""
+    pki = _make_pki(tmp_path, devices=("amb-01", "amb-02"), admins=("admin",))
+    pw = _passwd(tmp_path, {"admin": "adminpw"})
+    text, plain, tls_port, _ = _shipped_conf(tmp_path, pki, pw)
+    with MosquittoBroker(tmp_path, port=tls_port, raw_config=text) as broker:
+        watch = Collector(plain, "ecg/amb-02/#", username="admin", password="adminpw")
+        c = {"tls": True, "ca_file": pki["ca"], "cert_file": pki["amb-02_crt"], "key_file": pki["amb-02_key"]}
+        victim = Uplink(cfg(tls_port, **c), "amb-02", tmp_path / "v.db",
+                        control=real_device(tmp_path, "amb-02").operations)
+        victim.start()
+        attempts = 0
+        try:
+            assert victim.wait_connected(10), f"{victim.stats()['last_error']} {broker.log_text()[-800:]}"
+            time.sleep(0.3)
+            assert retained(plain, "ecg/amb-02/availability", username="admin", password="adminpw") == b"online"
+            connects = victim.stats()["connects"]
+            for i in range(10):
+                cid = ("ecg-amb-02", "amb-02")[i % 2]
+                will = ("ecg/amb-02/availability", None, "ecg/amb-01/availability")[i % 3]
+                atk, res = _attacker(tls_port, pki, "amb-01", cid, will)
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline and not res:
+                    time.sleep(0.02)
+                attempts += 1
+                sock = atk.socket()
+                if sock is not None:                 # die without DISCONNECT: the broker sends the Will
+                    import socket as _s
+                    try:
+                        sock.shutdown(_s.SHUT_RDWR)
+                    except OSError:
+                        pass
+                atk.loop_stop()
+                time.sleep(0.1)
+            time.sleep(1.0)
+            offline = [p for _, p, _ in watch.raw("availability") if p == b"offline"]
+            assert not offline, f"amb-02 was reported offline {len(offline)} times by the takeover attempts"
+            assert victim.wait_connected(0.1) and retained(plain, "ecg/amb-02/availability", username="admin", password="adminpw") == b"online"
+            st = victim.stats()
+            assert st["connects"] == connects and st["disconnects"] == 0, "amb-02 was disconnected by the attacker"
+            # and amb-02 still works end to end
+            mid = victim.publish_result({"n": 1}, "high")
+            assert victim.wait_drained(10)
+            assert mid in [m["msg_id"] for m in watch.wait_for("triage", 1)]
+            print(f"client-id takeover attempts: {attempts}, victim offline events: 0")
+        finally:
+            victim.stop()
+            watch.close()
