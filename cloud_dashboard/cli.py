@@ -7,6 +7,7 @@
     ecg-cloud user list|passwd NAME --config FILE
     ecg-cloud token add NAME [--label L] --config FILE   API token for machines (printed once)
     ecg-cloud demo [--devices N] [--duration S] [--json]
+(--json may stand before or after the command.)
 """
 from __future__ import annotations
 
@@ -59,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     dm.add_argument("--duration", type=float, default=0, help="seconds to run (0: until Ctrl-C)")
     dm.add_argument("--port", type=int, default=0, help="dashboard port (0: a free one)")
     dm.add_argument("--data-dir", help="keep the demo's files here (default: a temporary directory)")
+    for p in {id(x): x for x in (s, i, dm, *dsub.choices.values(), *usub.choices.values(),
+                                  *tsub.choices.values())}.values():
+        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     return ap
 
 

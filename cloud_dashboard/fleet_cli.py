@@ -63,7 +63,7 @@ class FleetClient:
         self._handlers: list[tuple[str, Callable[[mqtt.MQTTMessage], None]]] = []
         self._pending: dict[str, queue.Queue] = {}
         self._reply_subs: set[str] = set()
-        from edge_app.uplink.service import _no_delay
+        from edge_app.uplink.link import no_delay as _no_delay
         self._client.on_socket_open = _no_delay
         self._client.on_connect = self._on_connect
         self._client.on_connect_fail = self._on_connect_fail
