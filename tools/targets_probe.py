@@ -29,6 +29,8 @@ def _try(fn) -> dict:
     try:
         detail = fn()
         return {"ok": True, "detail": detail}
+    except TimeoutError:
+        return {"ok": False, "detail": "no answer (dropped)"}
     except OSError as e:
         return {"ok": False, "detail": f"{errno.errorcode.get(e.errno, e.errno)}: {e.strerror}"}
 

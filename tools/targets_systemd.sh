@@ -67,7 +67,8 @@ systemd_boot() {   # boot the root; sets CT_PID (the container's PID 1) and NSPA
   local root=$1
   # the container gets its own cgroup v2 hierarchy (as Raspberry Pi OS bookworm has): on the host's cgroup v1
   # hierarchy systemd can neither attach IPAddressDeny's BPF programs nor use the BPF device controller
-  SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn -D "$root" --boot --register=no --keep-unit --console=passive -M ecg-target \
+  SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn -D "$root" --boot \
+    --capability=CAP_BPF,CAP_NET_ADMIN,CAP_PERFMON --system-call-filter="bpf" --register=no --keep-unit --console=passive -M ecg-target \
     > "$LOG/nspawn.log" 2>&1 &
   NSPAWN_PID=$!
   CT_PID=
@@ -116,7 +117,11 @@ check_systemd() {
     result FAIL "$name.ready" "$(tail -n 2 "$LOG/start.err" | tr '\n' ' ') $(in_container journalctl -u ecg-edge -n 5 --no-pager | tr '\n' ' ')"
     systemd_shutdown; return
   fi
-  wait_for 30 sh -c "[ -n \"\$(nsenter --target $CT_PID --all -- systemctl show -p StatusText --value ecg-edge | grep -i stream)\" ]"
+  if wait_for 30 sh -c "nsenter --target $CT_PID --all -- systemctl show -p StatusText --value ecg-edge | grep -q '^streaming'"; then
+    result PASS "$name.stream" "daemon reads the simulator's pty through the sandbox: STATUS=$(unit_prop ecg-edge StatusText)"
+  else
+    result FAIL "$name.stream" "not streaming after 30 s: STATUS=$(unit_prop ecg-edge StatusText)"
+  fi
 
   # watchdog: freeze the daemon; systemd must kill it when WatchdogSec passes without WATCHDOG=1, then restart it
   local wd pid0 n0 t_stop t_kill t_ready pid1
@@ -128,7 +133,7 @@ check_systemd() {
         [ \"\$(nsenter --target $CT_PID --all -- systemctl show -p ActiveState --value ecg-edge)\" = active ]"; then
     t_ready=$(date +%s.%N)
     pid1=$(unit_prop ecg-edge MainPID)
-    local jl; jl=$(in_container journalctl -u ecg-edge --no-pager -o short-unix | grep -m1 -i 'watchdog timeout')
+    local jl; jl=$(in_container journalctl -b -u ecg-edge --no-pager -o short-unix --since "@${t_stop%.*}" | grep -m1 -i 'watchdog timeout')
     t_kill=${jl%% *}
     local to; to=$(awk -v a="$t_stop" -v b="$t_kill" 'BEGIN {printf "%.1f", b - a}')
     local ok=PASS; awk -v x="$to" -v w="$wd" 'BEGIN {exit !(x > 0 && x <= w + 1)}' || ok=FAIL
