@@ -190,3 +190,51 @@ def test_retained_state_published_before_the_station_started_is_seen(tmp_path, m
             wait_for(lambda: not [x for x in st.api("GET", "/api/v1/devices")[1]["devices"]
                                   if x["device_id"] == "amb-7"][0]["online"], 30, "offline")
             d2.close()
+
+
+def test_station_on_the_shipped_broker_config_with_its_own_certificate_and_acl(tmp_path, mi_record):
+    """deploy/mosquitto (conf + acl) as shipped: the station's ingest connects with its own admin-CA client
+    certificate (CN ecg-cloud) on the admin listener, stores a device's result, answers with a receipt --
+    and the ACL lets it write nothing but receipts and reviews."""
+    import ssl
+
+    from cloud_dashboard.config import CloudConfig, DatabaseConfig, MqttConfig, StationConfig
+    from cloud_dashboard.db.migrate import upgrade
+    from cloud_dashboard.ingest.worker import IngestWorker
+    from test_uplink_security import _make_pki, _passwd, _shipped_conf
+    pki = _make_pki(tmp_path, admins=("ecg-cloud",))
+    pw = _passwd(tmp_path, {"admin": "adminpw"})
+    text, plain, tls_port, admin_port = _shipped_conf(tmp_path, pki, pw)
+    url = f"sqlite:///{tmp_path / 'st.sqlite'}"
+    upgrade(url)
+    cfg = CloudConfig(station=StationConfig(name="St TLS", data_dir=str(tmp_path)), database=DatabaseConfig(url=url),
+                      mqtt=MqttConfig(port=admin_port, tls=True, ca_file=pki["ca"], cert_file=pki["ecg-cloud_crt"],
+                                      key_file=pki["ecg-cloud_key"]))
+    with MosquittoBroker(tmp_path, port=tls_port, raw_config=text) as broker:
+        worker = IngestWorker(cfg, 0).start()
+        try:
+            assert worker.connected.wait(10) and worker.subscribed.wait(10), broker.log_text()[-1500:]
+            # the device: fleet-CA certificate CN amb-tls on the device listener
+            got: list[dict] = []
+            dev = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="amb-tls", protocol=mqtt.MQTTv5)
+            dev.tls_set(ca_certs=pki["ca"], certfile=pki["device_crt"], keyfile=pki["device_key"],
+                        cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            dev.on_message = lambda c, u, m: got.append(json.loads(m.payload))
+            dev.connect("127.0.0.1", tls_port)
+            dev.loop_start()
+            dev.subscribe("ecg/amb-tls/receipt", qos=1)
+            time.sleep(0.5)
+            tri, strip = result_messages(*mi_record, device_id="amb-tls")
+            dev.publish("ecg/amb-tls/triage", json.dumps(tri), qos=1).wait_for_publish(10)
+            dev.publish("ecg/amb-tls/strip", json.dumps(strip), qos=1).wait_for_publish(10)
+            wait_for(lambda: counts(url)["messages"] == 2, 30, "stored over TLS")
+            wait_for(lambda: len(got) >= 2, 30, "receipts over TLS")
+            assert got[0]["station"] == "St TLS"
+            # the station's credentials cannot command a device: the broker refuses the publish
+            refused = []
+            worker.client.on_publish = lambda c, u, mid, rc, p: refused.append(rc)
+            worker.client.publish("ecg/amb-tls/cmd/status", json.dumps({"schema": "ecg.cmd/1"}), qos=1).wait_for_publish(10)
+            assert refused and refused[0].is_failure, refused
+            dev.loop_stop()
+        finally:
+            worker.stop()
