@@ -638,6 +638,10 @@ def account(h: Harness, status: dict[str, Any], final_store: dict[str, Any]) -> 
         seen_windows[key] = rid
     alarms_audit = {e["data"]["id"] for e in audit if e["kind"] == "alarm"}
     alarms_got = {m["alarm"]["id"] for _, m in h.sub.on("alarm") if isinstance(m, dict) and "alarm" in m}
+    # The soak replays PTB-XL records without a life-threatening rhythm: a rhythm alarm here came from a
+    # fault (electrode off, noise, cable pull, corrupted bytes) and is a false alarm (issue 18).
+    from edge_app.sinks.rhythm_watch import RHYTHM_ALARM_CODES
+    rhythm_alarms = sorted({e["data"].get("code") for e in audit if e["kind"] == "alarm"} & set(RHYTHM_ALARM_CODES))
 
     # --- breaks in the stream (front end's and supervisor's view)
     breaks = []
@@ -795,6 +799,7 @@ def account(h: Harness, status: dict[str, Any], final_store: dict[str, Any]) -> 
         "duplicate_results": dup_results, "duplicate_windows": dup_windows, "msg_id_redeliveries": redeliveries,
         "alarms": {"audited": len(alarms_audit), "at_subscriber": len(alarms_got),
                    "lost": sorted(alarms_audit - alarms_got)},
+        "rhythm_alarms": rhythm_alarms,
         "availability_messages": [m for _, m in avail],
         "subscriber_connects": h.sub.connects,
         "final_store": final_store, "uplink": status.get("uplink"), "counters": status.get("counters"),
@@ -819,6 +824,8 @@ def account(h: Harness, status: dict[str, Any], final_store: dict[str, Any]) -> 
         g = d.get("growth_after_warmup_mb")
         if g is not None and d["seconds"] >= 90 and g > max(MEM_GROWTH_MB, 0.1 * d["rss_after_warmup_mb"]):
             problems.append(f"daemon pid {d['pid']} RSS grew {g} MB after warm-up in {d['seconds']} s")
+    if rhythm_alarms:
+        problems.append(f"rhythm alarm(s) raised during the faults: {rhythm_alarms}")
     rep["problems"] = problems
     rep["ok"] = not problems
     return rep

@@ -44,6 +44,9 @@ VF_WINDOW_S = 4.0
 VT_RUN_BEATS = 3
 VT_ALARM_BEATS = 5
 VT_MIN_RATE = 100.0
+#: The beats of a VT run look alike (median correlation with the run's mean shape): ventricular beats
+#: from one focus do, while "beats" that noise makes up do not (MIT-BIH 105's noise did 12 false runs).
+VT_CONSISTENCY_MIN = 0.8
 #: AF: RR intervals considered (the most recent, ectopic-adjacent ones excluded), and the
 #: irregularity measures' limits (normalised RMSSD, turning point ratio, RR Shannon entropy).
 AF_RR = 24
@@ -120,6 +123,8 @@ class _Beats:
     template: deque = field(default_factory=lambda: deque(maxlen=TEMPLATE_BEATS))
     widths: deque = field(default_factory=lambda: deque(maxlen=TEMPLATE_BEATS))
     pre: deque = field(default_factory=lambda: deque(maxlen=P_BEATS))
+    shapes: deque = field(default_factory=lambda: deque(maxlen=64))     # (window, leads) or None per beat
+    shape_leads: deque = field(default_factory=lambda: deque(maxlen=64))
 
 
 class RhythmMonitor:
@@ -251,7 +256,7 @@ class RhythmMonitor:
         w = int(VF_WINDOW_S * fs)
         band = vf_bandpass(xu[-max(w, int(2 * fs)) - int(fs):], fs)[-w:]
         votes = [vf_features(band[:, k], fs).fibrillation for k in range(band.shape[1])]
-        if sum(votes) * 2 >= len(votes) and any(votes):
+        if sum(votes) * 2 > len(votes):                # most usable leads (both of two) show it
             return "VF", None, t - VF_WINDOW_S
         self._update_beats(x, usable, t)
         last = self._last_beat_any
@@ -289,6 +294,8 @@ class RhythmMonitor:
             ventricular = self._is_ventricular(seg, widths[i], usable)
             beats.at.append(offset + p)
             beats.ventricular.append(ventricular)
+            beats.shapes.append(seg)
+            beats.shape_leads.append(usable)
             if self.beat_log is not None:
                 self.beat_log.append((offset + p, ventricular))
             if not ventricular and p - pb >= 0 and p + pa < primary.size:
@@ -334,12 +341,21 @@ class RhythmMonitor:
         return qrs > 0 and float(np.ptp(pr)) / qrs >= P_RATIO_MIN
 
     def _trailing_run(self) -> int:
+        """Ventricular beats at the end of the beat list, if they look alike (else 0: noise)."""
         run = 0
         for v in reversed(self._beats.ventricular):
             if not v:
                 break
             run += 1
-        return run
+        if run < VT_RUN_BEATS:
+            return run
+        shapes = [s for s in list(self._beats.shapes)[-run:] if s is not None]
+        leads = self._beats.shape_leads[-1]
+        if len(shapes) < VT_RUN_BEATS:
+            return 0
+        mean = np.mean(np.asarray(shapes), axis=0)
+        consistency = float(np.median([shape_correlation(s, mean, leads) for s in shapes]))
+        return run if consistency >= VT_CONSISTENCY_MIN else 0
 
     def _record_vt_run(self) -> None:
         """VT episodes are runs of >= VT_RUN_BEATS ventricular beats faster than VT_MIN_RATE."""
