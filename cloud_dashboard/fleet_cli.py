@@ -282,6 +282,22 @@ def install_args(model: bytes, manifest: bytes, files: dict[str, bytes], signatu
     return args
 
 
+def rollback_args(private_key_path: str, from_version: str, to_version: str, valid_s: int = 3600) -> dict[str, Any]:
+    """A signed model/rollback order for devices running from_version whose previous model is to_version.
+    Devices refuse unsigned rollbacks and replayed old installs (edge_app.model_store, issue 14)."""
+    import time
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from edge_app.model_store import rollback_digest
+    key = load_pem_private_key(Path(private_key_path).read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise FleetError(f"{private_key_path} is not an Ed25519 private key (make one with `ecg-fleet keygen`)")
+    not_after = int(time.time()) + int(valid_s)
+    sig = key.sign(rollback_digest(from_version, to_version, not_after))
+    return {"from": from_version, "to": to_version, "not_after": not_after,
+            "signature_b64": base64.b64encode(sig).decode("ascii")}
+
+
 # ---- CLI -------------------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ecg-fleet", description="Administer ECG triage devices over MQTT. "
@@ -315,6 +331,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--manifest", required=True)
     s.add_argument("--model-dir")
     s.add_argument("--out", help="signature file (default <manifest>.sig)")
+    rb = sub.add_parser("sign-rollback", help="print signed model/rollback arguments (use with: cmd DEV "
+                        "model/rollback --json-args ...)")
+    rb.add_argument("--private-key", required=True)
+    rb.add_argument("--from", dest="from_version", required=True, help="model version the devices run now")
+    rb.add_argument("--to", dest="to_version", required=True, help="their previous model version")
+    rb.add_argument("--valid-s", type=int, default=3600, help="seconds the order stays valid (max 7 days)")
     r = sub.add_parser("rollout", help="sign and install a model on one or many devices")
     r.add_argument("--private-key", required=True)
     r.add_argument("--manifest", required=True)
@@ -363,6 +385,9 @@ def _run(a: argparse.Namespace) -> int:
         out = a.out or a.manifest + ".sig"
         Path(out).write_bytes(sig)
         _out(a, {"signature": out, "files": 2 + len(files)}, f"signed {a.manifest} (+{1 + len(files)} files) -> {out}")
+        return 0
+    if a.command == "sign-rollback":
+        print(json.dumps(rollback_args(a.private_key, a.from_version, a.to_version, a.valid_s)))
         return 0
     with _connect(a) as fleet:
         if a.command == "devices":

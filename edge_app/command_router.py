@@ -25,7 +25,8 @@ Commands (the names are on the wire: MQTT topics <prefix>/<device>/cmd/<name>, b
 | store/stats    | -                                      | socket             |
 | model/install  | model_b64, manifest_b64, signature_b64, | mqtt               |
 |                | files_b64 {name: base64}               |                    |
-| model/rollback | -                                      | mqtt               |
+| model/rollback | from, to, not_after, signature_b64     | mqtt               |
+|                | (signed order; unsigned -> refused)    |                    |
 
 (`model/chunk`, a model/install split over several MQTT messages, is reassembled by the MQTT transport and
 then routed as model/install.)
@@ -136,7 +137,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     _cmd("store/stats", transports=("socket",)),
     _cmd("model/install", required=("model_b64", "manifest_b64", "signature_b64"), optional=("files_b64",),
          transports=("mqtt",)),
-    _cmd("model/rollback", transports=("mqtt",)),
+    _cmd("model/rollback", optional=("from", "to", "not_after", "signature_b64"), transports=("mqtt",)),
 )}
 
 
@@ -318,7 +319,13 @@ class CommandRouter:
         return report
 
     def _model_rollback(self, args: dict[str, Any], by: str) -> Any:
-        report = self.models().rollback()
+        store = self.models()
+        pem = b""
+        if self.public_key_path:
+            with open(self.public_key_path, "rb") as fh:
+                pem = fh.read()
+        sig = b64("model/rollback", "signature_b64", args["signature_b64"]) if "signature_b64" in args else b""
+        report = store.rollback(args.get("from"), args.get("to"), args.get("not_after"), sig, pem)
         if not report.get("ok"):
             raise CommandError("rollback_refused", report.get("reason", "rollback refused"), {"report": report})
         if self.on_model_changed is not None:

@@ -11,6 +11,13 @@ corrupt, or does not reproduce its golden outputs on this device must never repl
      os.replace + fsync of the directory). A power cut at any point leaves either the old or the new pointer.
 The previous model stays on disk for rollback(). Anything failing leaves the running model untouched and
 the returned report says which step refused it and why.
+
+Downgrades (issue 14): a validly signed OLD bundle, replayed, must not roll a fleet back to a model with a known
+defect. install() therefore only accepts a version strictly newer (dotted-number order, semver pre-release
+rules) than the highest version this device has ever run (`highest` in the pointer; without one, the highest of
+the shipped, current and previous manifests). Going back is possible only by rollback(), and only with an
+Ed25519 signature over rollback_digest(from, to, not_after): an explicit order for this very swap, valid until
+not_after (at most MAX_ROLLBACK_VALIDITY_S ahead) and useless once the device is no longer at `from`.
 """
 from __future__ import annotations
 
@@ -29,6 +36,8 @@ from typing import Any, Callable
 log = logging.getLogger(__name__)
 
 DIGEST_CONTEXT = b"ecg-edge-model-rollout/v1\n"
+ROLLBACK_CONTEXT = b"ecg-edge-model-rollback/v1\n"
+MAX_ROLLBACK_VALIDITY_S = 7 * 24 * 3600
 POINTER = "current.json"
 SHIPPED = "shipped"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,95}$")
@@ -47,6 +56,32 @@ def signed_digest(model_bytes: bytes, manifest_bytes: bytes, files: dict[str, by
     for name in sorted(files or {}):
         h.update(f"file:{name}:{sha256_hex(files[name])}\n".encode())
     return h.digest()
+
+
+def rollback_digest(from_version: str, to_version: str, not_after: int) -> bytes:
+    """The 32 bytes the fleet key signs to order one rollback: from the running version to the previous one,
+    valid until not_after (Unix seconds). Versions are model_version strings as reported in birth/status."""
+    h = hashlib.sha256(ROLLBACK_CONTEXT)
+    h.update(f"from:{from_version}\nto:{to_version}\nnot_after:{int(not_after)}\n".encode())
+    return h.digest()
+
+
+_VERSION = re.compile(r"^(\d+(?:\.\d+)*)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
+
+
+def version_key(version: str) -> tuple:
+    """Sort key for model versions: dotted numbers, then semver pre-release ordering (1.0.0-rc1 < 1.0.0).
+    ValueError for a version that cannot be ordered (the device then refuses it: no downgrade check possible)."""
+    m = _VERSION.match(str(version))
+    if not m:
+        raise ValueError(f"model_version {version!r} is not dotted numbers (e.g. 2.1.0 or 2.1.0-rc1), so the "
+                         "device cannot tell whether it is a downgrade")
+    release = tuple(int(x) for x in m.group(1).split("."))
+    release = release + (0,) * (8 - len(release)) if len(release) < 8 else release
+    pre = m.group(2)
+    if pre is None:
+        return release, 1, ()
+    return release, 0, tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split("."))
 
 
 def load_public_key(pem: bytes | str):
@@ -113,6 +148,27 @@ def _write_durable(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
+def _check_rollback_order(from_version: Any, to_version: Any, not_after: Any, signature: bytes,
+                          public_key_pem: bytes | str | None, current: str | None, previous: str | None,
+                          now: float) -> None:
+    """ValueError unless (from, to, not_after) is signed by the fleet key and describes this very swap now."""
+    if not public_key_pem:
+        raise ValueError("no model_public_key configured to check the rollback order's signature")
+    if not signature or not isinstance(from_version, str) or not isinstance(to_version, str) \
+            or isinstance(not_after, bool) or not isinstance(not_after, int):
+        raise ValueError("a rollback must be a signed order: 'from', 'to' (model versions), 'not_after' (Unix "
+                         "seconds) and 'signature_b64' (ecg-fleet sign-rollback makes them)")
+    verify_signature(signature, rollback_digest(from_version, to_version, not_after), public_key_pem)
+    if from_version != current or to_version != previous:
+        raise ValueError(f"the signed order is for {from_version} -> {to_version}, but this device runs {current} "
+                         f"and its previous model is {previous}")
+    if now > not_after:
+        raise ValueError(f"the signed order expired at {int(not_after)} (now {int(now)})")
+    if not_after - now > MAX_ROLLBACK_VALIDITY_S:
+        raise ValueError(f"the signed order is valid for more than {MAX_ROLLBACK_VALIDITY_S // 86400} days; "
+                         "sign one with a shorter validity")
+
+
 class ModelStore:
     """Installed models under state_dir/models/, falling back to the shipped manifest."""
 
@@ -148,6 +204,29 @@ class ModelStore:
         if name == SHIPPED:
             return self.shipped_manifest_path
         return self.models_dir / name / "manifest.json"
+
+    def version_of(self, name: str | None) -> str | None:
+        """model_version of an installed name or of the shipped model (None when unreadable)."""
+        path = self._manifest_of(name)
+        try:
+            return str(json.loads(path.read_text())["model_version"]) if path else None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def highest_version(self, ptr: dict[str, Any] | None = None) -> str | None:
+        """The highest version this device has run: installs must be newer than this."""
+        ptr = ptr or self._pointer()
+        seen = [ptr.get("highest"), self.version_of(SHIPPED), self.version_of(ptr.get("current")),
+                self.version_of(ptr.get("previous"))]
+        seen += [self.version_of(d.name) for d in self.models_dir.iterdir() if d.is_dir() and not d.name.startswith(".")]
+        best = None
+        for v in seen:
+            try:
+                if v is not None and (best is None or version_key(v) > version_key(best)):
+                    best = str(v)
+            except ValueError:
+                continue
+        return best
 
     def active_manifest_path(self) -> str:
         """Manifest the daemon should load: the installed current model, or the shipped one."""
@@ -218,6 +297,12 @@ class ModelStore:
                 ptr = self._pointer()
                 if version == ptr["current"]:
                     raise ValueError(f"model version {version} is already the running model")
+                stage = "version"
+                highest = self.highest_version(ptr)
+                if highest is not None and version_key(version) <= version_key(highest):
+                    raise ValueError(f"model version {version} is not newer than {highest}, the highest this "
+                                     "device has run: a downgrade is refused (use a signed model/rollback to go "
+                                     "back to the previous model)")
                 stage = "stage"
                 free = shutil.disk_usage(self.models_dir).free
                 if free < 2 * total + 16 * 1024 * 1024:
@@ -240,7 +325,8 @@ class ModelStore:
                 os.replace(staging, final)
                 staging = None
                 _fsync_dir(self.models_dir)
-                self._write_pointer({"current": version, "previous": ptr["current"], "installed_at": time.time()})
+                self._write_pointer({"current": version, "previous": ptr["current"], "installed_at": time.time(),
+                                     "highest": version})
                 self._prune({version, ptr["current"]})
             except Exception as exc:
                 report.update(stage=stage, reason=f"{stage}: {exc}" if not str(exc).startswith(stage) else str(exc))
@@ -255,8 +341,12 @@ class ModelStore:
         self._notify()
         return report
 
-    def rollback(self) -> dict[str, Any]:
-        """Swap back to the previous model (shipped or installed). Checks its files' hashes first."""
+    def rollback(self, from_version: Any = None, to_version: Any = None, not_after: Any = None,
+                 signature: bytes = b"", public_key_pem: bytes | str | None = None,
+                 now: float | None = None) -> dict[str, Any]:
+        """Swap back to the previous model (shipped or installed), on a signed order only: the fleet key's
+        signature over rollback_digest(from_version, to_version, not_after), where from/to are the running and
+        the previous model_version. Checks the previous model's file hashes before swapping."""
         with self._lock:
             ptr = self._pointer()
             prev = ptr.get("previous")
@@ -264,6 +354,15 @@ class ModelStore:
             path = self._manifest_of(prev)
             if path is None:
                 report["reason"] = "no previous model to roll back to"
+                return report
+            current_v, prev_v = self.version_of(ptr["current"]), self.version_of(prev)
+            report.update(from_version=current_v, to_version=prev_v)
+            try:
+                _check_rollback_order(from_version, to_version, not_after, signature, public_key_pem,
+                                      current_v, prev_v, time.time() if now is None else now)
+            except ValueError as exc:
+                report["reason"] = f"rollback refused: {exc}"
+                log.warning("%s", report["reason"])
                 return report
             if not path.exists():
                 report["reason"] = f"previous model {prev} is no longer on disk ({path})"
@@ -277,7 +376,8 @@ class ModelStore:
             except Exception as exc:
                 report["reason"] = f"previous model {prev} failed its integrity check: {exc}"
                 return report
-            self._write_pointer({"current": prev, "previous": ptr["current"], "rolled_back_at": time.time()})
+            self._write_pointer({"current": prev, "previous": ptr["current"], "rolled_back_at": time.time(),
+                                 "highest": self.highest_version(ptr)})
             report.update(ok=True, active=self.active_info())
             log.info("model rolled back from %s to %s", ptr["current"], prev)
         self._notify()

@@ -80,7 +80,9 @@ def test_daemon_takes_a_signed_rollout_refuses_tampering_and_rolls_back(tmp_path
                 assert not r["ok"] and r["error"]["code"] == "model_rejected"
                 assert _status(tmp_path)["model"]["version"] == "9.9.9-e2e", "tampered bundle changed the model"
 
-                r = fleet.command("test-dev", "model/rollback", timeout=30)
+                from cloud_dashboard.fleet_cli import rollback_args   # rollback is a signed order (issue 14)
+                r = fleet.command("test-dev", "model/rollback",
+                                  rollback_args(str(tmp_path / "fleet.key"), "9.9.9-e2e", shipped), timeout=30)
                 assert r["ok"], r
                 deadline = time.monotonic() + 10
                 while _status(tmp_path)["model"]["version"] != shipped:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from edge_app.model_store import ModelStore, signed_digest
-from cloud_dashboard.fleet_cli import FleetClient, install_args, keygen, load_bundle, main as fleet_main, sign_bundle
+from cloud_dashboard.fleet_cli import (FleetClient, install_args, keygen, load_bundle, main as fleet_main,
+                                       rollback_args, sign_bundle)
 from edge_app.uplink.service import Uplink
 from edge_app.uplink.settings import MqttConfig
 from mosquitto_broker import MosquittoBroker
@@ -159,7 +160,11 @@ def test_good_model_rolled_out_over_mqtt_reported_and_rolled_back(tmp_path, keys
                 assert r["error"]["code"] == "model_rejected" and "signature" in r["error"]["message"]
                 assert store.active_info()["version"] == "9.9.9-rollout"
 
+                # an unsigned rollback is refused (issue 14: going back is an explicit, signed order)
                 r = fleet.command("amb-a", "model/rollback", timeout=30)
+                assert not r["ok"] and r["error"]["code"] == "rollback_refused" and "signed" in r["error"]["message"]
+                r = fleet.command("amb-a", "model/rollback", rollback_args(keys["priv"], "9.9.9-rollout",
+                                                                        shipped["model_version"]), timeout=30)
                 assert r["ok"] and r["result"]["to"] == "shipped"
                 assert store.active_manifest_path() == str(SHIPPED)
                 assert reloads.loaded == ["9.9.9-rollout", shipped["model_version"]]
@@ -167,7 +172,8 @@ def test_good_model_rolled_out_over_mqtt_reported_and_rolled_back(tmp_path, keys
                 birth = json.loads(retained(broker.port, "ecg/amb-a/birth"))
                 assert birth["model"]["version"] == shipped["model_version"]
                 # rolling back again returns to the installed model (kept on disk)
-                r = fleet.command("amb-a", "model/rollback", timeout=30)
+                r = fleet.command("amb-a", "model/rollback", rollback_args(keys["priv"], shipped["model_version"],
+                                                                        "9.9.9-rollout"), timeout=30)
                 assert r["ok"] and store.active_info()["version"] == "9.9.9-rollout"
         finally:
             for up in devices.values():
@@ -187,12 +193,73 @@ def test_pointer_survives_restart_and_leftovers_are_cleaned(tmp_path, keys):
     assert again.active_info()["version"] == "9.9.9-persist"
     assert not (models / ".staging-deadbeef").exists() and not (models / ".current.json.abc.tmp").exists()
     # a corrupted installed file is caught before rolling forward onto it
-    assert again.rollback()["ok"]
+    shipped_v = json.loads(SHIPPED.read_text())["model_version"]
+    assert again.rollback(**_order(keys, "9.9.9-persist", shipped_v))["ok"]
     victim = models / "9.9.9-persist" / json.loads(manifest)["model_file"]
     victim.write_bytes(victim.read_bytes()[:-10])
-    r = again.rollback()
+    r = again.rollback(**_order(keys, shipped_v, "9.9.9-persist"))
     assert not r["ok"] and "integrity" in r["reason"]
     assert again.active_manifest_path() == str(SHIPPED)
+
+
+def _order(keys, frm: str, to: str, valid_s: int = 600, key: str = "priv") -> dict:
+    """ModelStore.rollback keyword arguments for a signed order (what ecg-fleet sign-rollback makes)."""
+    a = rollback_args(keys[key], frm, to, valid_s)
+    return {"from_version": a["from"], "to_version": a["to"], "not_after": a["not_after"],
+            "signature": base64.b64decode(a["signature_b64"]), "public_key_pem": Path(keys["pub"]).read_bytes()}
+
+
+@needs_model
+def test_replayed_older_bundle_is_refused_and_rollback_needs_a_signed_order(tmp_path, keys):
+    """Issue 14 item 2: 2.0.0 -> 1.5.0 (validly signed, replayed) -> refused; rollback only as a signed order
+    for this very swap, within its validity."""
+    store = ModelStore(tmp_path / "state", SHIPPED)
+    bundles = {v: load_bundle(str(new_version_bundle(tmp_path, v))) for v in ("2.0.0", "1.5.0", "1.0.0", "2.1.0",
+                                                                               "2.1.0-rc1")}
+
+    def install(v: str) -> dict:
+        model, manifest, files = bundles[v]
+        return store.install(model, manifest, sign_bundle(keys["priv"], model, manifest, files), keys["pub"],
+                             files=files)
+    shipped_v = json.loads(SHIPPED.read_text())["model_version"]
+    assert install("2.0.0")["ok"]
+    cases = 0
+    for old in ("1.5.0", "1.0.0"):
+        r = install(old)
+        cases += 1
+        assert not r["ok"] and r["stage"] == "version" and "downgrade" in r["reason"], r
+        assert store.active_info()["version"] == "2.0.0"
+    # an unsigned / wrongly signed / mismatched / expired / too long-lived rollback order: refused
+    bad = {"unsigned": dict(_order(keys, "2.0.0", shipped_v), signature=b""),
+           "other key": _order(keys, "2.0.0", shipped_v, key="other_priv"),
+           "other swap": _order(keys, "2.0.0", "1.5.0"),
+           "forged target": dict(_order(keys, "2.0.0", shipped_v), to_version="1.5.0"),
+           "expired": _order(keys, "2.0.0", shipped_v, valid_s=-5),
+           "valid for a year": _order(keys, "2.0.0", shipped_v, valid_s=365 * 86400)}
+    for name, order in bad.items():
+        r = store.rollback(**order)
+        cases += 1
+        assert not r["ok"] and "rollback refused" in r["reason"], (name, r)
+        assert store.active_info()["version"] == "2.0.0", name
+    # the explicit signed rollback works; after it, 2.0.0's old bundle and 1.5.0 stay refused as installs
+    order = _order(keys, "2.0.0", shipped_v)
+    assert store.rollback(**order)["ok"] and store.active_info()["version"] == shipped_v
+    r = store.rollback(**order)                        # the same order replayed: the device is no longer at 2.0.0
+    assert not r["ok"] and "runs " + shipped_v in r["reason"]
+    for old in ("1.5.0", "2.0.0"):
+        r = install(old)
+        cases += 1
+        assert not r["ok"] and r["stage"] == "version", (old, r)
+    # a newer version installs (pre-release 2.1.0-rc1 < 2.1.0 < ... by semver order)
+    assert install("2.1.0")["ok"] and store.active_info()["version"] == "2.1.0"
+    r = install("2.1.0-rc1")
+    assert not r["ok"] and r["stage"] == "version"
+    # the floor survives a restart and a lost pointer file (then it is the highest manifest on disk)
+    again = ModelStore(tmp_path / "state", SHIPPED)
+    assert again.highest_version() == "2.1.0"
+    (tmp_path / "state" / "models" / "current.json").unlink()
+    assert ModelStore(tmp_path / "state", SHIPPED).highest_version() == "2.1.0"
+    print(f"downgrade/rollback cases refused: {cases + 2}")
 
 
 def test_signed_digest_covers_every_file():
