@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import ExitStack
 
 import numpy as np
 import pytest
@@ -36,14 +37,18 @@ def _until(cond, timeout: float = 30.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_review_written_during_a_dead_zone_reaches_the_crew_on_reconnect(tmp_path) -> None:
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_review_written_during_a_dead_zone_reaches_the_crew_on_reconnect(tmp_path, database) -> None:
     result, uv, fs = testing.record_analysis("00181_hr", device_id=DEVICE)      # real chain, real model
     rid = result["id"]
     state = tmp_path / "state"
     store = ResultStore(state)
     audit = AuditLog(state / "audit.jsonl", DEVICE)
     store.put(result, uv, fs)
-    with MosquittoBroker(tmp_path / "broker") as broker, testing.run_stack(tmp_path / "station", broker.port) as st:
+    with ExitStack() as stack:
+        url = "" if database == "sqlite" else stack.enter_context(testing.PostgresServer(tmp_path)).url
+        broker = stack.enter_context(MosquittoBroker(tmp_path / "broker"))
+        st = stack.enter_context(testing.run_stack(tmp_path / "station", broker.port, database_url=url))
         cfg = MqttConfig.from_dict({"enabled": True, "port": broker.port, "reconnect_min_s": 0.1,
                                     "reconnect_max_s": 0.5, "telemetry_interval_s": 3600})
 
