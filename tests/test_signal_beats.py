@@ -8,7 +8,7 @@ import pytest
 import wfdb
 from scipy.signal import resample_poly
 
-from edge_app.signal_chain.beat_eval import BEAT_SYMBOLS, match_beats, score_record
+from training.beat_eval import BEAT_SYMBOLS, match_beats, score_record
 from edge_app.signal_chain.beats import BeatError, ecg_measure, ecg_peaks, ecg_rate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,7 +148,7 @@ def test_fast_rhythm_not_halved():
 
 
 def test_evaluate_tool_on_fixture_excerpts(capsys):
-    from edge_app.signal_chain.evaluate import main
+    from training.signal_eval import main
     assert main(["beats", "--data", str(FIX)]) == 0
     out = capsys.readouterr().out
     assert "| 119_excerpt |" in out and "| 208_excerpt |" in out and "**all**" in out

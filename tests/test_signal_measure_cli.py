@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import wfdb
 
-from edge_app.signal_chain.beat_eval import score_record
+from training.beat_eval import score_record
 from edge_app.signal_chain.measure_cli import run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ import pytest
 import wfdb
 from scipy.signal import resample_poly
 
-from edge_app.signal_chain.beat_eval import match_beats
+from training.beat_eval import match_beats
 from edge_app.signal_chain.beats import ecg_peaks
 from edge_app.signal_chain.rhythm import RHYTHMS, RhythmMonitor, rhythm_analysis
 from firmware_bridge.records import read_wfdb_uv

@@ -1,7 +1,7 @@
 """Reproduce the signal chain's published figures (docs/signal_chain.md).
 
-  python -m edge_app.signal_chain.evaluate beats   [--data ../shared/data/mitdb_dev] [--channel 0] [--edge-s 1]
-  python -m edge_app.signal_chain.evaluate quality [--data ../shared/data/ptbxl100] [--split val] [--limit N]
+  python -m training.signal_eval beats   [--data ../shared/data/mitdb_dev] [--channel 0] [--edge-s 1]
+  python -m training.signal_eval quality [--data ../shared/data/ptbxl100] [--split val] [--limit N]
 
 `beats`: R-peak Se/+P per MIT-BIH record against the cardiologists' beat annotations (150 ms).
 `quality`: the quality gate's confusion table on PTB-XL shard records, clean and with the front end's
@@ -23,8 +23,8 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 def beats_table(data: Path, channel: int = 0, edge_s: float = 1.0) -> tuple[list, tuple[float, float]]:
     import wfdb
 
-    from .beat_eval import score_record
-    from .beats import ecg_peaks
+    from training.beat_eval import score_record
+    from edge_app.signal_chain.beats import ecg_peaks
     rows = []
     for hea in sorted(data.glob("*.hea")):
         base = str(hea.with_suffix(""))
@@ -50,8 +50,8 @@ def _decode(d8: np.ndarray, r4: np.ndarray) -> np.ndarray:
 def quality_table(data: Path, split: str = "val", limit: int | None = None, seed: int = 1) -> dict[str, Counter]:
     import pandas as pd
 
-    from . import faults as F
-    from .quality import ELECTRODES, ecg_quality
+    from edge_app.signal_chain import faults as F
+    from edge_app.signal_chain.quality import ELECTRODES, ecg_quality
     lab = pd.read_csv(data / "labels.csv")
     ids = set(lab.ecg_id[lab.split == split])
     xs = []
@@ -88,7 +88,7 @@ def quality_table(data: Path, split: str = "val", limit: int | None = None, seed
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m edge_app.signal_chain.evaluate", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m training.signal_eval", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
     b = sub.add_parser("beats", help="MIT-BIH R-peak Se/+P table")
     b.add_argument("--data", default=str(DEFAULT_DATA / "mitdb_dev"))
