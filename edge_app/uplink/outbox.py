@@ -4,7 +4,9 @@ Why SQLite in WAL mode with synchronous=FULL: an ambulance loses power and links
 clinic may be offline for days. A result is acknowledged to the pipeline only after its row is fsync'd;
 it leaves the queue only after the broker's PUBACK. Order is priority first (a suspected infarct before
 routine results), then arrival. The queue never deletes undelivered rows to make room: when the disk
-budget is spent it refuses new messages (OutboxFull) so the daemon raises a technical alarm instead.
+budget is spent it refuses new messages (OutboxFull) so the daemon raises a technical alarm instead. A write
+the disk itself fails (I/O error, disk full below SQLite, read-only remount) is OutboxWriteError: also a
+refusal with nothing queued and nothing already queued lost, also a technical alarm (issue 14 item 6).
 """
 from __future__ import annotations
 
@@ -46,12 +48,31 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-class OutboxFull(RuntimeError):
+class OutboxRefused(RuntimeError):
+    """The outbox did not queue a message. Nothing was deleted; the caller keeps its copy and retries later."""
+
+    alarm_code = "outbox_refused"
+
+
+class OutboxFull(OutboxRefused):
     """The outbox refused a message: its byte budget or the disk's free space is spent. Nothing was deleted."""
+
+    alarm_code = "outbox_full"
 
     def __init__(self, reason: str, depth: int, used_bytes: int):
         self.reason, self.depth, self.used_bytes = reason, depth, used_bytes
         super().__init__(f"outbox full: {reason} (depth {depth}, {used_bytes} bytes queued)")
+
+
+class OutboxWriteError(OutboxRefused):
+    """The disk failed the write (sqlite3.OperationalError: disk I/O error, database or disk is full, ...).
+    The transaction was rolled back: nothing queued, nothing already queued lost."""
+
+    alarm_code = "outbox_write_failed"
+
+    def __init__(self, path: str, cause: BaseException, depth: int):
+        self.path, self.cause, self.depth = path, cause, depth
+        super().__init__(f"outbox write failed on {path}: {cause} (depth {depth} kept; check the disk)")
 
 
 def normalise_priority(priority: str) -> str:
@@ -122,7 +143,8 @@ class Outbox:
             msg_id: str | None = None, created: float | None = None) -> str:
         """Queue one message durably; return its msg_id only after the row is fsync'd.
 
-        Raises OutboxFull (nothing deleted, nothing queued) or ValueError for a bad priority/kind/body.
+        Raises OutboxFull / OutboxWriteError (nothing deleted, nothing queued) or ValueError for a bad
+        priority/kind/body.
         """
         if kind not in ("triage", "alarm", "event", "strip"):
             raise ValueError(f"unknown message kind {kind!r}")
@@ -139,9 +161,15 @@ class Outbox:
                     "INSERT INTO messages (msg_id, rank, kind, created, offline, body) VALUES (?,?,?,?,?,?)",
                     (msg_id, rank, kind, created, 1 if offline else 0, blob))
                 self._db.execute("COMMIT")  # synchronous=FULL: the WAL is fsync'd before COMMIT returns
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+            except BaseException as exc:
+                try:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass                # SQLite rolls a failed transaction back itself on the next open
+                if isinstance(exc, sqlite3.OperationalError):
+                    self.refused += 1
+                    raise OutboxWriteError(self.path, exc, self._depth) from exc
                 raise
             self._depth += 1
             self._bytes += len(blob)

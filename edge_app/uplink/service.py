@@ -5,8 +5,9 @@ Why this shape:
   `max_inflight` rows at a time. A row is deleted only when paho reports the PUBACK for its mid.
 - paho's callbacks run on its network thread and hold paho's internal locks; they only enqueue events.
   A single sender thread owns the mid -> row map, so there is no lock ordering to get wrong.
-- Commands run on their own worker thread, because a model install runs a self-test for seconds and
-  must not stall keep-alives.
+- Commands and station messages arrive through the inbox (inbox.py), on their own worker threads, because a
+  model install runs a self-test for seconds and must not stall keep-alives. The retained birth, config and
+  telemetry are retained.py; the paho client's options link.py; system health health.py.
 """
 from __future__ import annotations
 
@@ -14,24 +15,22 @@ import json
 import logging
 import os
 import queue
-import shutil
-import socket
 import sqlite3
-import ssl
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from .commands import CommandProcessor
-from .outbox import Outbox, OutboxFull, QueuedMessage, normalise_priority
+from .health import system_health
+from .inbox import Inbox
+from .link import DISCLAIMER, OFFLINE, ONLINE, iso, make_client
+from .outbox import Outbox, OutboxFull, OutboxRefused, QueuedMessage, normalise_priority
+from .retained import RetainedState
 from .settings import MqttConfig
-from .topics import COMMANDS, SCHEMA_VERSION, Topics, check_device_id
+from .topics import SCHEMA_VERSION, Topics, check_device_id
 
 if TYPE_CHECKING:
     from edge_app.command_router import DeviceControl
@@ -39,22 +38,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DISCLAIMER = "Triage aid, not a diagnosis. A clinician must read the ECG."
-ONLINE, OFFLINE = b"online", b"offline"
 #: After a broker refuses a message (MQTT 5 PUBACK failure), wait this long before offering it again.
 REFUSED_RETRY_S = 30.0
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def software_version() -> str:
-    try:
-        from edge_app import __version__
-        return __version__
-    except Exception:  # pragma: no cover - package always has it
-        return "unknown"
+__all__ = ["Uplink", "DISCLAIMER", "REFUSED_RETRY_S"]
 
 
 class Uplink:
@@ -84,18 +70,12 @@ class Uplink:
         self._deferred: dict[int, float] = {}  # seq -> monotonic time before which it is not resent
         self._inflight: dict[int, QueuedMessage] = {}  # paho mid -> row; sender thread only
         self._resume_since: float | None = None  # set on (re)connect, see _resuming()
-        self._cmd_queue: queue.Queue[tuple[str, bytes, Any] | None] = queue.Queue(maxsize=16)
-        #: station -> device topics (receipts, reviews): exact topic -> handler(topic, payload), see subscribe()
-        self._inbound: dict[str, Callable[[str, bytes], None]] = {}
-        # a station re-sends up to a few hundred receipts when the device (re)connects (docs/mqtt.md): room for them
-        self._inbound_queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=2048)
+        self.inbox = Inbox(self.topics, self.commands, lambda: self._client, self._v5, self._count)
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
-        self._birth_extra: dict[str, Any] = {}
+        self.retained = RetainedState(config, self.device_id, self.topics, control, model_store)
         self._pending_alarms: list[dict[str, Any]] = []  # technical alarms raised before the first connect
-        self._telemetry_extra: dict[str, Any] = {}
         self._started_at = time.time()
-        self._last_telemetry = 0.0
         self._last_full_alarm = 0.0
         self.counters = {"queued": 0, "delivered": 0, "historical_sent": 0, "refused": 0, "connects": 0,
                          "disconnects": 0, "commands": 0, "telemetry_sent": 0, "broker_refused": 0}
@@ -116,15 +96,18 @@ class Uplink:
         for alarm in self._pending_alarms:
             self.publish_alarm(alarm, "none")
         self._pending_alarms.clear()
-        self._client = self._make_client()
+        self._client = make_client(self.config, self.device_id, self.topics)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
+        self._client.on_publish = self._on_publish
+        self._client.on_message = lambda client, userdata, msg: self.inbox.on_message(msg)
         self._client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s,
                                    **({"clean_start": True} if self._v5 else {}))
         self._client.loop_start()
-        for target, name in ((self._sender_loop, "uplink-sender"), (self._command_loop, "uplink-commands"),
-                             (self._inbound_loop, "uplink-inbound")):
-            t = threading.Thread(target=target, name=name, daemon=True)
-            t.start()
-            self._threads.append(t)
+        sender = threading.Thread(target=self._sender_loop, name="uplink-sender", daemon=True)
+        sender.start()
+        self._threads = [sender, *self.inbox.start(self._stop)]
 
     def stop(self, timeout: float = 5.0) -> None:
         """Say goodbye (retained offline), disconnect, close the outbox. Queued rows stay on disk.
@@ -138,13 +121,9 @@ class Uplink:
             time.sleep(0.02)
         self._stop.set()
         self._wake.set()
-        for q in (self._cmd_queue, self._inbound_queue):
-            try:
-                q.put_nowait(None)
-            except queue.Full:
-                pass
-        for t in self._threads:
-            t.join(timeout)
+        self.inbox.stop()
+        for thread in self._threads:
+            thread.join(timeout)
         client = self._client
         if client is not None:
             if self._connected.is_set():
@@ -162,32 +141,9 @@ class Uplink:
     def _v5(self) -> bool:
         return self.config.protocol == "5"
 
-    def _make_client(self) -> mqtt.Client:
-        cfg = self.config
-        client_id = cfg.client_id or f"{cfg.prefix}-{self.device_id}"
-        if self._v5:
-            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        else:
-            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
-                                 clean_session=True)
-        # paho's own logger reports every failed reconnect at ERROR; in a dead zone that is noise, so
-        # link state is logged once per transition by our callbacks instead.
-        if cfg.username:
-            client.username_pw_set(cfg.username, cfg.read_password() or None)
-        if cfg.tls:
-            client.tls_set(ca_certs=cfg.ca_file, certfile=cfg.cert_file or None, keyfile=cfg.key_file or None,
-                           cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=cfg.reconnect_min_s, max_delay=cfg.reconnect_max_s)  # type: ignore[arg-type]
-        client.max_inflight_messages_set(cfg.max_inflight)
-        client.max_queued_messages_set(0)
-        client.on_socket_open = _no_delay
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_connect_fail = self._on_connect_fail
-        client.on_publish = self._on_publish
-        client.on_message = self._on_message
-        return client
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self.counters[name] += 1
 
     # ---- public API ----------------------------------------------------------------------------------
     def publish_result(self, result: dict[str, Any], priority: str) -> str:
@@ -216,7 +172,7 @@ class Uplink:
                 "priority": p, "created_at": iso(now), "disclaimer": DISCLAIMER, field: content}
         try:
             self.outbox.put(kind, body, p, offline=not self._connected.is_set(), msg_id=msg_id, created=now)
-        except OutboxFull as exc:
+        except OutboxRefused as exc:         # full, or the disk failed the write (OutboxWriteError)
             with self._lock:
                 self.counters["refused"] += 1
             self._raise_outbox_full(exc)
@@ -240,7 +196,7 @@ class Uplink:
         input (a raise is logged and the message dropped)."""
         if not topic.startswith(self.topics.base + "/") or "+" in topic or "#" in topic:
             raise ValueError(f"subscribe: {topic!r} is not an exact topic under {self.topics.base}/")
-        self._inbound = {**self._inbound, topic: handler}      # copy-on-write: paho's thread reads it
+        self.inbox.add_handler(topic, handler)
         client = self._client
         if client is not None and self._connected.is_set():
             client.subscribe(topic, qos=1)
@@ -250,16 +206,14 @@ class Uplink:
 
         now=True publishes on the sender's next turn; now=False only refreshes what the next periodic
         telemetry (every telemetry_interval_s) will carry, so frequent updates do not flood the broker."""
-        with self._lock:
-            self._telemetry_extra.update(metrics)
+        self.retained.merge_telemetry(metrics)
         if now:
-            self._last_telemetry = 0.0  # the sender publishes on its next turn
+            self.retained.last_telemetry = 0.0  # the sender publishes on its next turn
             self._wake.set()
 
     def set_birth(self, info: dict[str, Any]) -> None:
         """Set what the birth message says (model, front end, config version...). Republished at once if online."""
-        with self._lock:
-            self._birth_extra.update(info)
+        self.retained.set_birth(info)
         if self._connected.is_set():
             self._publish_birth()
 
@@ -295,14 +249,13 @@ class Uplink:
         with self._lock:
             self.counters["connects"] += 1
         log.info("MQTT connected to %s:%s", self.config.host, self.config.port)
-        client.subscribe(self.topics.cmd_filter, qos=1)
-        for topic in self._inbound:
+        for topic in self.inbox.subscriptions():
             client.subscribe(topic, qos=1)
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
         self._resume_since = time.monotonic()
         self._connected.set()
         self._announce.set()  # birth + config/reported from the sender thread: no daemon calls on paho's thread
-        self._last_telemetry = 0.0
+        self.retained.last_telemetry = 0.0
         self._wake.set()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
@@ -325,23 +278,6 @@ class Uplink:
         self._acks.put((mid, failed, str(reason_code)))
         self._wake.set()
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if msg.topic in self._inbound:
-            try:
-                self._inbound_queue.put_nowait((msg.topic, bytes(msg.payload)))
-            except queue.Full:  # the station re-sends (docs/mqtt.md); never block paho's thread
-                log.error("inbound queue full; dropped a message on %s", msg.topic)
-            return
-        name = self.topics.command_name(msg.topic)
-        if name is None:
-            return
-        try:
-            self._cmd_queue.put_nowait((name, bytes(msg.payload), getattr(msg, "properties", None)))
-        except queue.Full:
-            reply = self.commands.reply(name, _correlation(msg), ok=False,
-                                         error={"code": "busy", "message": "too many commands queued; retry later"})
-            self._send_reply(name, reply, getattr(msg, "properties", None))
-
     # ---- sender --------------------------------------------------------------------------------------
     def _sender_loop(self) -> None:
         while not self._stop.is_set():
@@ -355,7 +291,7 @@ class Uplink:
                     self._publish_config_reported(None)
                 if self._connected.is_set() and not self._no_more.is_set() and not self._resuming():
                     self._fill_inflight()
-                    if time.time() - self._last_telemetry >= self.config.telemetry_interval_s:
+                    if self.retained.telemetry_due():
                         self._publish_telemetry()
             except Exception as exc:  # keep draining whatever happens; the rows are safe on disk
                 self.last_error = f"sender: {type(exc).__name__}: {exc}"
@@ -437,64 +373,32 @@ class Uplink:
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 break  # link just dropped: paho keeps it queued and resends on reconnect
 
-    # ---- retained state ------------------------------------------------------------------------------
+    # ---- retained state (edge_app/uplink/retained.py) --------------------------------------------------
     def _publish_birth(self) -> None:
-        client = self._client
-        if client is None:
-            return
-        with self._lock:
-            extra = dict(self._birth_extra)
-        birth: dict[str, Any] = {"schema": f"ecg.birth/{SCHEMA_VERSION}", "device_id": self.device_id,
-                                 "ts": iso(time.time()), "software_version": software_version(),
-                                 "capabilities": list(COMMANDS), "protocol": "mqtt5" if self._v5 else "mqtt3.1.1",
-                                 "max_command_bytes": self.config.max_command_bytes,
-                                 "disclaimer": DISCLAIMER}
-        if self.model_store is not None:
-            try:
-                birth["model"] = self.model_store.active_info()
-            except Exception as exc:
-                birth["model"] = {"error": str(exc)}
-        birth.update(extra)
-        client.publish(self.topics.birth, json.dumps(birth, separators=(",", ":")), qos=1, retain=True)
+        if self._client is not None:
+            self.retained.publish_birth(self._client)
 
     def _on_config_reported(self, reported: dict[str, Any] | None) -> None:
         self._publish_config_reported(reported)
 
     def _publish_config_reported(self, reported: dict[str, Any] | None) -> None:
-        client = self._client
-        if client is None or self.control is None:
-            return
-        try:
-            config = reported if reported is not None else self.control.get_config()
-        except Exception as exc:
-            log.warning("cannot read config for config/reported: %s", exc)
-            return
-        doc = {"schema": f"ecg.config/{SCHEMA_VERSION}", "device_id": self.device_id, "ts": iso(time.time()),
-               "config_version": config.get("config_version"), "config": config}
-        client.publish(self.topics.config_reported, json.dumps(doc, separators=(",", ":"), default=str),
-                       qos=1, retain=True)
+        if self._client is not None:
+            self.retained.publish_config_reported(self._client, reported)
 
     def _on_model_changed(self, report: dict[str, Any]) -> None:
         if self._connected.is_set():
             self._publish_birth()
 
     def _publish_telemetry(self) -> None:
-        client = self._client
-        if client is None:
+        if self._client is None:
             return
-        self._last_telemetry = time.time()
-        with self._lock:
-            extra = dict(self._telemetry_extra)
-        doc = {"schema": f"ecg.telemetry/{SCHEMA_VERSION}", "device_id": self.device_id, "ts": iso(time.time()),
-               **system_health(os.path.dirname(os.path.abspath(self.outbox.path)), self._started_at),
-               "outbox_depth": self.outbox.depth(), "outbox_bytes": self.outbox.used_bytes(),
-               "inflight": len(self._inflight)}
-        doc.update(extra)
-        client.publish(self.topics.telemetry, json.dumps(doc, separators=(",", ":"), default=str), qos=0, retain=True)
-        with self._lock:
-            self.counters["telemetry_sent"] += 1
+        self.retained.publish_telemetry(self._client, {
+            **system_health(os.path.dirname(os.path.abspath(self.outbox.path)), self._started_at),
+            "outbox_depth": self.outbox.depth(), "outbox_bytes": self.outbox.used_bytes(),
+            "inflight": len(self._inflight)})
+        self._count("telemetry_sent")
 
-    def _raise_outbox_full(self, exc: OutboxFull) -> None:
+    def _raise_outbox_full(self, exc: OutboxRefused) -> None:
         """Technical alarm for a full outbox: sent directly (it cannot be queued), at most once a minute."""
         now = time.time()
         if now - self._last_full_alarm < 60 or self._client is None:
@@ -505,102 +409,6 @@ class Uplink:
                "priority": "none", "created_at": iso(now), "sent_at": iso(now), "historical": False, "seq": None,
                "age_s": 0.0,
                "disclaimer": DISCLAIMER,
-               "alarm": {"type": "technical", "code": "outbox_full", "message": str(exc),
+               "alarm": {"type": "technical", "code": exc.alarm_code, "message": str(exc),
                          "action": "restore the uplink or free disk space; results are kept on the device"}}
         self._client.publish(self.topics.alarm, json.dumps(doc, separators=(",", ":")), qos=1)
-
-    # ---- commands ------------------------------------------------------------------------------------
-    def _command_loop(self) -> None:
-        while not self._stop.is_set():
-            item = self._cmd_queue.get()
-            if item is None:
-                break
-            name, payload, props = item
-            corr = getattr(props, "CorrelationData", None) if props is not None else None
-            reply = self.commands.handle(name, payload, corr)
-            with self._lock:
-                self.counters["commands"] += 1
-            self._send_reply(name, reply, props)
-
-    def _inbound_loop(self) -> None:
-        while not self._stop.is_set():
-            item = self._inbound_queue.get()
-            if item is None:
-                break
-            topic, payload = item
-            handler = self._inbound.get(topic)
-            try:
-                if handler is not None:
-                    handler(topic, payload)
-            except Exception:  # noqa: BLE001 - a bad message must not stop the link
-                log.exception("handler for %s failed; message dropped", topic)
-
-    def _send_reply(self, name: str, reply: dict[str, Any], req_props: Any) -> None:
-        client = self._client
-        if client is None:
-            return
-        topic = self.topics.reply(name)
-        props = None
-        if self._v5:
-            props = Properties(PacketTypes.PUBLISH)
-            rt = getattr(req_props, "ResponseTopic", None) if req_props is not None else None
-            # Honour a response topic only inside our own subtree: the ACL forbids anything else anyway.
-            if rt and rt.startswith(self.topics.base + "/") and "#" not in rt and "+" not in rt:
-                topic = rt
-            corr = getattr(req_props, "CorrelationData", None) if req_props is not None else None
-            if corr:
-                props.CorrelationData = corr
-        data = json.dumps(reply, separators=(",", ":"), default=str)
-        client.publish(topic, data, qos=1, properties=props)
-
-
-def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
-    """Disable Nagle: a command reply (or the next result) right after a PUBACK otherwise waits for the
-    peer's delayed ACK, ~40 ms per round trip."""
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError):
-        pass
-
-
-def _correlation(msg: mqtt.MQTTMessage) -> str | None:
-    props = getattr(msg, "properties", None)
-    data = getattr(props, "CorrelationData", None) if props is not None else None
-    if data:
-        return data.decode("utf-8", "replace")
-    return None
-
-
-def system_health(disk_path: str, started_at: float) -> dict[str, Any]:
-    """Uptime, CPU, memory, disk and temperature (when /sys/class/thermal exists) of this machine."""
-    out: dict[str, Any] = {"uptime_s": round(time.time() - started_at, 1), "hostname": socket.gethostname()}
-    try:
-        import psutil
-        out["cpu_percent"] = psutil.cpu_percent(interval=None)
-        vm = psutil.virtual_memory()
-        out["memory_percent"] = vm.percent
-        out["memory_available_mb"] = round(vm.available / 2**20, 1)
-        out["process_rss_mb"] = round(psutil.Process().memory_info().rss / 2**20, 1)
-    except Exception:
-        try:
-            out["load_1m"] = os.getloadavg()[0]
-        except OSError:
-            pass
-    try:
-        du = shutil.disk_usage(disk_path)
-        out["disk_free_mb"] = round(du.free / 2**20, 1)
-        out["disk_used_percent"] = round(100 * du.used / du.total, 1) if du.total else None
-    except OSError:
-        pass
-    temps = []
-    base = "/sys/class/thermal"
-    if os.path.isdir(base):
-        for zone in sorted(os.listdir(base)):
-            try:
-                with open(os.path.join(base, zone, "temp")) as fh:
-                    temps.append(int(fh.read().strip()) / 1000.0)
-            except (OSError, ValueError):
-                continue
-    if temps:
-        out["temperature_c"] = max(temps)
-    return out
