@@ -29,6 +29,11 @@ def load(name: str) -> dict:
     return json.loads((DIR / (name if name.endswith(".json") else name + ".json")).read_text())
 
 
+#: name -> compiled jsonschema validator. jsonschema.validate() re-checks the schema against its meta-schema on
+#: every call (~35 ms for a strip message); a station validating every message compiles each schema once.
+_COMPILED: dict[str, Any] = {}
+
+
 def validate(doc: Any, schema: str | dict, use_jsonschema: bool = True) -> None:
     s = load(schema) if isinstance(schema, str) else schema
     if use_jsonschema:
@@ -37,10 +42,17 @@ def validate(doc: Any, schema: str | dict, use_jsonschema: bool = True) -> None:
         except ImportError:
             pass
         else:
-            try:
-                jsonschema.validate(doc, s)
-            except jsonschema.ValidationError as exc:
-                raise SchemaError(f"{'/'.join(map(str, exc.absolute_path)) or '<root>'}: {exc.message}") from None
+            if isinstance(schema, str):
+                v = _COMPILED.get(schema)
+                if v is None:
+                    cls = jsonschema.validators.validator_for(s)
+                    cls.check_schema(s)
+                    v = _COMPILED[schema] = cls(s)
+            else:
+                v = jsonschema.validators.validator_for(s)(s)
+            exc = jsonschema.exceptions.best_match(v.iter_errors(doc))
+            if exc is not None:
+                raise SchemaError(f"{'/'.join(map(str, exc.absolute_path)) or '<root>'}: {exc.message}")
             return
     _check(doc, s, "<root>")
 
