@@ -1,16 +1,16 @@
 """The long-running service, assembled: front end -> pipeline -> dispatcher -> sinks, under systemd.
 
-Read docs/daemon.md for the walk from a serial byte to an MQTT message and to the page. In short:
-the reader thread drains the front end into a queue; the main thread (the data path) publishes every
-block (BlockReceived) and every analysed window (ResultReady) on the dispatcher, once. Who listens is
-decided here, in `_assemble`: the run ledger, the record sink (store + audit), the uplink sink, the display
-sink, telemetry, and any stream-level analyser (block observers). Alarms go through one latch
-(edge_app/alarm_latch.py); commands from the control socket, MQTT and the page go through one router
-(edge_app/command_router.py) onto DeviceOperations (edge_app/operations.py).
+docs/daemon.md walks from a serial byte to an MQTT message and to the page. In short: the front-end link's
+reader thread drains the serial port into a queue (frontend_link.py); the main thread (the data path) takes
+each block, publishes it (BlockReceived) and pushes it through the pipeline (pipeline.py); every analysed
+window has its alarms latched (alarm_latch.py) and is published once (ResultReady). Who listens is decided
+here, in `_assemble`: the run ledger, stream analysers, the record sink (store + audit), the uplink and the
+display sinks, telemetry. Commands from the control socket, MQTT and the page go through one router
+(command_router.py) onto DeviceOperations (operations.py).
 
-Threads: the main thread runs the data path, so a hang anywhere in it stops the progress-gated watchdog
-and systemd restarts the service. Side threads: the serial reader, the watchdog pinger, the control socket,
-the uplink's threads and the display server. They only read snapshots or call DeviceOperations (short, locked).
+Threads: the main thread runs the data path, so a hang anywhere in it stops the progress-gated watchdog and
+systemd restarts the service. Side threads: the serial reader, the watchdog pinger, the control socket, the
+uplink's threads, the display server. They only read snapshots or call DeviceOperations (short, locked).
 """
 from __future__ import annotations
 
@@ -22,15 +22,16 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import numpy as np
-
 from edge_app import __version__
 from edge_app.command_router import CommandRouter
 from edge_app.config import Config
-from edge_app.dispatcher import Dispatcher, Subscriber
-from edge_app.messages import BlockReceived, DeviceInfoChanged, ResultReady, StatusTick, TelemetryUpdate
 from edge_app.control_socket import ControlServer
 from edge_app.device_state import open_device_state
+from edge_app.dispatcher import Dispatcher, Subscriber
+from edge_app.frontend_link import FrontEndLink
+from edge_app.jsonsafe import json_safe
+from edge_app.messages import BlockReceived, DeviceInfoChanged, ResultReady, StatusTick, TelemetryUpdate
+from edge_app.model_runtime import ModelRuntime
 from edge_app.operations import DeviceOperations, apply_store_limits
 from edge_app.pipeline import Analysis, Pipeline, PipelineSettings
 from edge_app.results import new_id
@@ -38,21 +39,18 @@ from edge_app.run_ledger import RunLedger
 from edge_app.sinks.record import RecordSink
 from edge_app.sinks.rhythm_watch import RhythmWatch
 from edge_app.sinks.station_feedback import StationFeedbackSink
+from edge_app.status_report import device_status
 from edge_app.supervision import Notifier, Watchdog
-from edge_app.telemetry import Telemetry, jsonable
+from edge_app.telemetry import Telemetry
 
 if TYPE_CHECKING:
     from edge_app.display import DisplayServer
-    from edge_app.inference import LoadedModel
     from edge_app.uplink.service import Uplink
     from firmware_bridge.driver import FrontEndDriver
     from firmware_bridge.samples import SampleBlock
 
 log = logging.getLogger("edge_app.daemon")
-HONEST_IDLE = ("no_device", "connecting")     # driver states that count as progress while idle
-QUEUE_BLOCKS = 50 * 120          # 2 min of 20 ms blocks between the serial reader and the analysis
 STATUS_EVERY_S = 5.0
-FRONTEND_CONDITIONS = ("no_device", "frontend_connecting", "frontend_stalled")
 DriverFactory = Callable[[str, int, int], "FrontEndDriver"]
 
 
@@ -77,7 +75,6 @@ class Daemon:
         self.bus = Dispatcher()
         self.telemetry = Telemetry()
         self._stop = threading.Event()
-        self._queue: queue.Queue[tuple[float, SampleBlock | None]] = queue.Queue(maxsize=QUEUE_BLOCKS)
         self.state = "starting"
         self.ready_s: float | None = None
         self.driver: FrontEndDriver | None = None
@@ -95,19 +92,23 @@ class Daemon:
         cfg = self.cfg = self.runtime.current
         self.ledger = RunLedger(cfg.state_dir / "run.json", self.run_id, cfg.device_id, self.audit, self.bus.publish)
         self.operations = DeviceOperations(self.device, self.bus, self.status, self._apply_config)
-        self._load_model()
+        self.models = ModelRuntime(cfg, self.audit, self.bus.publish)
+        self.pipeline = Pipeline(self.models.model, PipelineSettings.from_config(cfg), cfg.device_id,
+                                 patient=self.patient.get, run_id=self.run_id)
+        self.models.on_swap = self.pipeline.set_model
+        self.pipeline.warm_up(float(cfg.get("frontend.fs")))
         self._assemble()
         self.alarms.restore()
         self.driver = self.driver_factory(cfg.get("frontend.port"), cfg.get("frontend.baudrate"),
                                           cfg.get("frontend.fs"))
-        prev = self.ledger.begin()
-        self.audit.append("start", {"software_version": __version__, "config_version": self.runtime.version(),
-                                    "pid": os.getpid(), "run_id": self.run_id} | prev)
-        self.ledger.event("started", prev | {
-            "software_version": __version__, "config_version": self.runtime.version(), "pid": os.getpid(),
-            "model_version": self.model.model_version, "model_sha256": self.model.model_sha256,
-            "fs": int(cfg.get("frontend.fs")), "stride_s": float(cfg.get("windows.stride_s")),
-            "length_s": float(cfg.get("windows.length_s"))})
+        self.frontend = FrontEndLink(self.driver, float(cfg.get("frontend.idle_timeout_s")), cfg.get("frontend.port"),
+                                     self.alarms)
+        model = self.models.model
+        self.ledger.start({"software_version": __version__, "config_version": self.runtime.version(),
+                           "pid": os.getpid()},
+                          {"model_version": model.model_version, "model_sha256": model.model_sha256,
+                           "fs": int(cfg.get("frontend.fs")), "stride_s": float(cfg.get("windows.stride_s")),
+                           "length_s": float(cfg.get("windows.length_s"))})
         # The control socket answers only once every service (uplink, display) is up: "status ok" means ready.
         self.control = ControlServer(cfg.control_socket, CommandRouter(self.operations, "socket"))
         self.control.start()
@@ -116,7 +117,7 @@ class Daemon:
         self.notifier.ready(f"ready in {self.ready_s:.2f} s; waiting for the front end on {cfg.get('frontend.port')}")
         self.watchdog.start()
         log.info("ready in %.2f s (model %s sha256 %s..., state %s, control %s)", self.ready_s,
-                 self.model.model_version, self.model.model_sha256[:12], cfg.state_dir, cfg.control_socket)
+                 model.model_version, model.model_sha256[:12], cfg.state_dir, cfg.control_socket)
 
     def _assemble(self) -> None:
         """Who hears what: one line per subscriber, in the order each message reaches them."""
@@ -136,53 +137,18 @@ class Daemon:
                 self.bus.subscribe(ResultReady, lambda msg, callback=sink: callback(msg.result))
         self.telemetry.subscribe(self.bus)                                # last: latency covers every sink
 
-    def _load_model(self) -> None:
-        from edge_app.inference import load_model
-        from edge_app.model_store import ModelStore
-        # Models installed over MQTT (signed, self-tested) live in <state_dir>/models; else the shipped one.
-        self.model_store = ModelStore(self.cfg.state_dir, self.cfg.manifest_path, on_change=self._on_model_change)
-        manifest = self.model_store.active_manifest_path()
-        self.model: LoadedModel = load_model(manifest, backend=self.cfg.get("model.backend"),
-                                             num_threads=self.cfg.get("model.num_threads"))
-        self.audit.append("model_loaded", {"version": self.model.model_version, "sha256": self.model.model_sha256,
-                                           "manifest": str(manifest),
-                                           "backend": str(getattr(self.model.backend, "name", ""))})
-        self.pipeline = Pipeline(self.model, PipelineSettings.from_config(self.cfg), self.cfg.device_id,
-                                 patient=self.patient.get, run_id=self.run_id)
-        self.pipeline.warm_up(float(self.cfg.get("frontend.fs")))
-
-    def _on_model_change(self, manifest_path: str) -> None:
-        """The model store swapped (install or rollback, already verified and self-tested): load and switch.
-        The pipeline's model reference is replaced in one assignment, so a window is analysed wholly by the
-        old or wholly by the new model."""
-        from edge_app.inference import load_model
-        old = self.model
-        try:
-            new = load_model(manifest_path, backend=self.cfg.get("model.backend"),
-                             num_threads=self.cfg.get("model.num_threads"))
-        except Exception as e:  # noqa: BLE001 - keep the running model; say so loudly
-            log.error("new model %s failed to load (%s); keeping %s", manifest_path, e, old.model_version)
-            self.audit.append("model_change_failed", {"manifest": str(manifest_path), "error": str(e)})
-            return
-        self.model = new
-        self.pipeline.set_model(new)
-        self.audit.append("model_changed", {"from": {"version": old.model_version, "sha256": old.model_sha256},
-                                            "to": {"version": new.model_version, "sha256": new.model_sha256},
-                                            "manifest": str(manifest_path)})
-        log.warning("model changed: %s -> %s", old.model_version, new.model_version)
-        self.bus.publish(DeviceInfoChanged({"model_version": new.model_version, "model_sha256": new.model_sha256}))
-
     def _start_uplink(self) -> None:
         from edge_app.sinks.strip_upload import StripSink
         from edge_app.sinks.uplink import UplinkSink
         from edge_app.uplink.service import Uplink
         self.uplink = Uplink(self.cfg.mqtt, self.cfg.device_id, self.cfg.state_dir / "outbox.sqlite",
-                             control=self.operations, model_store=self.model_store)
-        sink = UplinkSink(self.uplink, self.store)
+                             control=self.operations, model_store=self.models.store)
+        sink = UplinkSink(self.uplink, self.store, self.alarms)
         sink.subscribe(self.bus)
         StripSink(self.uplink, self.cfg.mqtt.strips).subscribe(self.bus)   # each result's strip, right after it
-        self.uplink.set_birth({"software_version": __version__, "model_version": self.model.model_version,
-                               "model_sha256": self.model.model_sha256, "config_version": self.runtime.version(),
+        model = self.models.model
+        self.uplink.set_birth({"software_version": __version__, "model_version": model.model_version,
+                               "model_sha256": model.model_sha256, "config_version": self.runtime.version(),
                                "frontend": self._frontend_info()})
         self.uplink.start()
         sink.queue_unsent()
@@ -200,7 +166,7 @@ class Daemon:
         """Front-end identity for the retained birth: what is configured, and what the device reported."""
         return {"port": self.cfg.get("frontend.port"), "fs": int(self.cfg.get("frontend.fs")),
                 "status": str(getattr(self.driver, "status", "none")),
-                "info": jsonable(getattr(self.driver, "info", None))}
+                "info": json_safe(getattr(self.driver, "info", None), unknown=str)}
 
     def _apply_config(self, new: Config) -> None:
         """A validated runtime configuration change takes effect (called by DeviceOperations.set_config)."""
@@ -224,62 +190,34 @@ class Daemon:
         finally:
             self.shutdown()
 
-    def _reader(self, idle_s: float) -> None:
-        """Serial reader thread: keeps the port drained even while an analysis runs, so a slow window
-        never makes the front end's buffer overflow (which would cost samples and reset the window)."""
-        while not self._stop.is_set():
-            try:
-                for block in self.driver.blocks(idle_timeout_s=idle_s):
-                    self._queue.put((time.monotonic(), block))
-                    if self._stop.is_set():
-                        break
-            except Exception:  # noqa: BLE001 - the driver promises not to raise; if it does, retry
-                log.exception("front-end driver failed; retrying in 1 s")
-            if not self._stop.is_set():
-                self._stop.wait(1.0)
-        self._queue.put((time.monotonic(), None))
-
     def _loop(self) -> None:
-        idle_s = float(self.cfg.get("frontend.idle_timeout_s"))
-        threading.Thread(target=self._reader, args=(idle_s,), name="frontend-reader", daemon=True).start()
+        self.frontend.start(self._stop)
         last_status = 0.0
         while not self._stop.is_set():
             try:
-                t_recv, block = self._queue.get(timeout=2 * idle_s + 1.0)
+                t_recv, block = self.frontend.next()
             except queue.Empty:
                 # Not even an idle tick from the reader: the serial path is stuck. No watchdog progress.
                 self.state = "reader_stuck"
-                log.error("front-end reader gave no sign of life for %.1f s", 2 * idle_s + 1.0)
+                log.error("front-end reader gave no sign of life for %.1f s", 2 * self.frontend.idle_s + 1.0)
                 continue
             if self._stop.is_set():
                 break
             if block is None:
-                self._idle()
+                self.state, honest = self.frontend.idle()
+                if honest:                       # "no device" / "connecting" is an honest answer: progress
+                    self.watchdog.progress(f"front end {self.state}")
             else:
                 self.on_block(block, t_recv)
             if time.monotonic() - last_status > STATUS_EVERY_S:
                 last_status = time.monotonic()
                 self._publish_status()
 
-    def _idle(self) -> None:
-        """The reader's idle tick: no samples for idle_timeout_s. An honest "no device" is progress."""
-        st = str(getattr(self.driver, "status", "unknown"))
-        if st in HONEST_IDLE:
-            self.watchdog.progress(f"front end {st}")
-            self.alarms.raise_condition("no_device" if st == "no_device" else "frontend_connecting", "technical",
-                                        "medium" if st == "no_device" else "low",
-                                        f"No ECG front end on {self.cfg.get('frontend.port')} ({st}); check the cable.")
-        else:
-            self.alarms.raise_condition("frontend_stalled", "technical", "medium",
-                                        f"ECG front end connected but sending no samples ({st}).")
-        self.state = st
-
     def on_block(self, block: SampleBlock, t_recv: float) -> None:
         """One block in from the front end: published to the block observers, then windowed and analysed."""
         self.watchdog.progress("samples")
         self.state = "streaming"
-        for code in FRONTEND_CONDITIONS:
-            self.alarms.clear_condition(code)
+        self.frontend.samples_arrived()
         if self.telemetry.counters["blocks"] == 0 or block.events:
             self.bus.publish(DeviceInfoChanged({"frontend": self._frontend_info()}))  # the device (re)introduced itself
         self.bus.publish(BlockReceived(block, t_recv))          # ledger, telemetry, page, stream analysers
@@ -332,39 +270,18 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         """The whole device's health (the `status` command, the page's /api/status `daemon` part)."""
-        healthy, why = self.watchdog.healthy()
-        last = self.telemetry.last_result
-        return {
-            "state": self.state, "device_id": self.cfg.device_id, "software_version": __version__,
-            "pid": os.getpid(), "ready_s": self.ready_s,
-            "frontend": {"status": str(getattr(self.driver, "status", "none")), "port": self.cfg.get("frontend.port"),
-                         "info": jsonable(getattr(self.driver, "info", None)),
-                         "stats": jsonable(getattr(self.driver, "stats", None))},
-            "model": {"version": self.model.model_version, "sha256": self.model.model_sha256},
-            "patient": self.patient.get().to_dict(),
-            "counters": dict(self.telemetry.counters),
-            "latency_ms": self.telemetry.latency_summary(),
-            "latency_all_ms": [round(v, 1) for v in self.telemetry.latencies_ms],
-            "alarms_active": self.alarms.active_alarms(),
-            "last_result": None if last is None else {
-                k: last.get(k) for k in ("id", "time", "triage_level", "alarm_priority", "probabilities",
-                                         "heart_rate_bpm")} | {"quality": (last.get("quality") or {}).get("verdict")},
-            "quality": None if last is None else last.get("quality"),
-            "store": self.store.stats(), "watchdog": {"healthy": healthy, "detail": why, "pings": self.watchdog.pings},
-            "uplink": self.uplink.stats() if self.uplink is not None else {"enabled": False},
-            "config_version": self.runtime.version(),
-            "notice": "Triage aid, not a diagnosis",
-        }
+        return device_status(state=self.state, ready_s=self.ready_s, cfg=self.cfg, config_version=self.runtime.version(),
+                             driver=self.driver, model=self.models.model, patient=self.patient,
+                             telemetry=self.telemetry, alarms=self.alarms, store=self.store, watchdog=self.watchdog,
+                             uplink=self.uplink)
 
     # ------------------------------------------------------------------------------------ shutdown
     def _end_run(self) -> None:
-        """The `stopped` event (with this run's counters) and run.json marked clean. Waits up to 1 s for
-        the uplink to deliver it while connected; otherwise it stays in the outbox for the next start."""
+        """The `stopped` event and run.json marked clean. Waits up to 1 s for the uplink to deliver it while
+        connected; otherwise it stays in the outbox for the next start."""
         if self.ledger is None or self.ledger.previous is None:       # never got as far as `start`
             return
-        counters = dict(self.telemetry.counters)
-        self.ledger.event("stopped", {"counters": counters, "windows": counters["windows"]})
-        self.ledger.end()
+        self.ledger.stop(dict(self.telemetry.counters))
         if self.uplink is not None and self.uplink.wait_connected(0):
             self.uplink.wait_drained(1.0)
 

@@ -60,8 +60,16 @@ class RunLedger:
         self._write(None)
         return prev
 
-    def end(self) -> None:
-        """Mark run.json clean (the `stopped` event is published by the caller with its counters)."""
+    def start(self, info: dict[str, Any], event_info: dict[str, Any]) -> None:
+        """The run begins: run.json written, `start` audited (info + what is known of the previous run) and
+        the `started` event published (previous run + info + event_info)."""
+        prev = self.begin()
+        self.audit.append("start", info | {"run_id": self.run_id} | prev)
+        self.event("started", prev | info | event_info)
+
+    def stop(self, counters: dict[str, int]) -> None:
+        """The run ends cleanly: the `stopped` event (with this run's counters) and run.json marked clean."""
+        self.event("stopped", {"counters": counters, "windows": counters["windows"]})
         self._write(utc_now_iso())
 
     def _write(self, stopped_at: str | None) -> None:

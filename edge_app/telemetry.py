@@ -6,15 +6,16 @@ path incrementing counters by hand. Subscribed last, so a result's latency inclu
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from edge_app.jsonsafe import json_safe
 from edge_app.messages import BlockReceived, DeviceEvent, ResultReady
 
 if TYPE_CHECKING:
     from edge_app.dispatcher import Dispatcher
+    from firmware_bridge.driver import FrontEndDriver
 
 COUNTERS = ("blocks", "samples", "windows", "cannot_interpret", "gaps", "errors", "overruns")
 
@@ -60,28 +61,15 @@ class Telemetry:
         return {"n": len(lat), "median": lat[len(lat) // 2] if lat else None,
                 "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else None}
 
-    def metrics(self, state: str, driver: Any, alarm_codes: list[str]) -> dict[str, Any]:
+    def metrics(self, state: str, driver: FrontEndDriver | None, alarm_codes: list[str]) -> dict[str, Any]:
         """What only the daemon knows, merged by the uplink into its system-health telemetry."""
         inf = sorted(self.inference_ms)
         lat = sorted(self.latencies_ms)
         last = self.last_result or {}
         found = {"state": state, "counters": dict(self.counters), "alarms_active": alarm_codes,
                  "frontend_status": str(getattr(driver, "status", "none")),
-                 "frontend_stats": jsonable(getattr(driver, "stats", None)),
+                 "frontend_stats": json_safe(getattr(driver, "stats", None), unknown=str),
                  "signal_quality": (last.get("quality") or {}).get("verdict"),
                  "inference_ms": None if not inf else round(inf[len(inf) // 2], 2),
                  "result_latency_ms": None if not lat else round(lat[len(lat) // 2], 1)}
         return {k: v for k, v in found.items() if v is not None}     # unknown yet: absent, never null
-
-
-def jsonable(value: Any) -> Any:
-    """Driver info/stats (dataclasses, tuples, enums) -> JSON types; anything else as its string."""
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return jsonable(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(k): jsonable(x) for k, x in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(x) for x in value]
-    return str(value)

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from edge_app.alarm_latch import ALARM_RESTORE_MAX_AGE_S, CLEAR_AFTER_WINDOWS, AlarmLatch
+from edge_app.errors import StateConflict
 from edge_app.messages import AlarmChanged
 from edge_app.results import Alarm
 from edge_app.storage import AuditLog
@@ -78,7 +79,8 @@ def test_acknowledgement_first_wins_is_audited_persisted_and_unknown_ids_are_ref
     latch = make()
     alarm = latch.raise_condition("no_device", "technical", "medium", "no front end")
     latch.acknowledge(alarm.id, "crew-1")
-    latch.acknowledge(alarm.id, "crew-2")
+    with pytest.raises(StateConflict, match="crew-1"):
+        latch.acknowledge(alarm.id, "crew-2")
     assert alarm.acknowledged_by == "crew-1" and published[-1].state == "acknowledged"
     saved = json.loads((tmp_path / "alarms.json").read_text())
     assert saved["run_id"] == "run-1" and saved["active"][0]["acknowledged_by"] == "crew-1"

@@ -4,15 +4,10 @@ Why a hub and not direct calls into the daemon: the display must never slow the 
 half-updated state. Every push is O(block) under one short lock; readers copy what they need and
 wait on a condition variable (for Server-Sent Events) instead of polling the daemon.
 
-Samples are decimated for display (a boxcar over `fs / display_fs` samples: 500 Hz -> 125 Hz by
-default) into a ring of the last `ring_seconds`. Each display sample has a sequence number `seq`;
-clients ask for "everything since seq N" and a gap (dropped samples, reconnect) is marked by a
-NaN row so the page breaks the trace instead of drawing a false line across it.
-
-Like a bedside monitor's "monitor mode", the live trace is high-passed (first-order, 0.5 Hz) so
-electrode DC offsets and wander do not push it off the screen, and samples of a lead whose electrode
-reports lead-off are blanked (NaN) rather than drawn as a rail-to-rail line. Result strips are shown
-as the model sees them (the contract's zero-phase 0.5 Hz baseline removal), not through this filter.
+The live trace (decimation, monitor-mode high-pass, lead-off blanking, gaps) is live_strip.py. The page's
+writes (patient context, alarm acknowledgement) go through the device's command router
+(edge_app/command_router.py, transport "http"): the same names, checks and refusals as the control socket
+and MQTT; a refusal becomes the HTTP status (400 / 404 / 409 / 503) with {"error": message}.
 """
 from __future__ import annotations
 
@@ -29,15 +24,18 @@ import numpy as np
 from edge_app.command_router import CommandError
 from edge_app.jsonsafe import json_safe
 from edge_app.patient import SEXES
-from firmware_bridge.leads import ELECTRODES, LEAD_ELECTRODES, LEADS
+
+from .live_strip import LiveStrip
 
 if TYPE_CHECKING:
     from edge_app.command_router import CommandRouter
 
 log = logging.getLogger(__name__)
 
-DISPLAY_HIGHPASS_HZ = 0.5
-_DEP = np.array([[e in LEAD_ELECTRODES[lead] for e in ELECTRODES] for lead in LEADS], dtype=bool)  # (12, 9)
+
+def _plain(value: Any) -> Any:
+    """Plain JSON types for the page: the one converter (edge_app.jsonsafe), NaN/inf -> null."""
+    return json_safe(value, unknown=str)
 
 
 class DisplayInputError(ValueError):
@@ -63,8 +61,6 @@ class LiveHub:
         #: The device's command router (transport "http"): the page's writes go through it. None: a page with no
         #: device behind it (a display test, a benchmark) refuses writes with 503.
         self.commands = commands
-        self.display_fs_target = float(display_fs)
-        self.ring_seconds = float(ring_seconds)
         self.history = int(history)
         self.strips_kept = int(strips_kept)
         #: Optional: result id -> (fs, (n, 12) uV array) for results whose strip was not pushed.
@@ -83,24 +79,7 @@ class LiveHub:
         self._version = 0
         self._events: collections.deque[tuple[int, str, Any]] = collections.deque(maxlen=256)  # (eseq, kind, payload)
         self._eseq = 0                     # non-sample events so far (readers detect lost ones)
-        # samples
-        self._in_fs: float | None = None
-        self._factor = 1
-        self._out_fs = self.display_fs_target
-        self._cap = 1
-        self._ring = np.zeros((1, 12), np.float32)
-        self._seq = 0                      # display samples written so far
-        self._next_index: int | None = None
-        self._carry = np.zeros((0, 12), np.float64)
-        self._carry_off = np.zeros((0, 12), bool)
-        self._hp_x = np.full(12, np.nan)        # display high-pass state per lead (NaN = restart)
-        self._hp_y = np.zeros(12)
-        self._hp_r = 0.0
-        self._samples_in = 0
-        self._last_sample_time: float | None = None
-        # state
-        self._lead_off_live: list[str] = []
-        self._have_live_lead_off = False   # the front end reports lead-off bits (fresher than the last window)
+        self._strip = LiveStrip(display_fs, ring_seconds)
         self._quality: dict[str, Any] | None = None
         self._results: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
         self._latest_id: str | None = None
@@ -119,50 +98,6 @@ class LiveHub:
             self._events.append((self._eseq, kind, payload))
         self._cond.notify_all()
 
-    def _reset_ring(self, fs: float) -> None:
-        self._in_fs = float(fs)
-        self._factor = max(1, int(round(fs / self.display_fs_target)))
-        self._out_fs = fs / self._factor
-        self._cap = max(1, int(math.ceil(self.ring_seconds * self._out_fs)))
-        self._ring = np.full((self._cap, 12), np.nan, np.float32)
-        self._carry = np.zeros((0, 12), np.float64)
-        self._carry_off = np.zeros((0, 12), bool)
-        self._hp_x = np.full(12, np.nan)
-        self._hp_y = np.zeros(12)
-        self._hp_r = math.exp(-2 * math.pi * DISPLAY_HIGHPASS_HZ / self._out_fs)
-
-    def _highpass(self, dec: np.ndarray, off: np.ndarray) -> np.ndarray:
-        """First-order DC blocker per lead, restarted (at 0) after a lead-off or gap."""
-        out = np.empty_like(dec)
-        r = self._hp_r
-        px, py = self._hp_x, self._hp_y
-        for i in range(dec.shape[0]):
-            x = dec[i]
-            bad = off[i] | ~np.isfinite(x)
-            fresh = np.isnan(px)
-            y = np.where(fresh, 0.0, x - px + r * py)
-            y = np.where(bad, np.nan, y)
-            px = np.where(bad, np.nan, x)
-            py = np.where(bad, 0.0, y)
-            out[i] = y
-        self._hp_x, self._hp_y = px, py
-        return out
-
-    def _write(self, rows: np.ndarray) -> None:
-        n = rows.shape[0]
-        if n == 0:
-            return
-        if n > self._cap:
-            rows = rows[-self._cap:]
-            self._seq += n - self._cap
-            n = self._cap
-        pos = self._seq % self._cap
-        first = min(n, self._cap - pos)
-        self._ring[pos:pos + first] = rows[:first]
-        if first < n:
-            self._ring[:n - first] = rows[first:]
-        self._seq += n
-
     def push_samples(self, first_index: int, fs: float, leads_uv: np.ndarray,
                      lead_off: np.ndarray | None = None) -> None:
         """A block of consecutive samples: (n, 12) microvolts in LEADS order at `fs` Hz.
@@ -176,41 +111,9 @@ class LiveHub:
         if not fs or fs <= 0:
             raise ValueError(f"fs must be > 0, got {fs}")
         with self._cond:
-            if self._in_fs != float(fs):
-                self._reset_ring(fs)
-                self._next_index = None
-            if self._next_index is not None and first_index != self._next_index:
-                # A gap (or restart): drop the partial group, break the trace, restart the filter.
-                self._carry = np.zeros((0, 12), np.float64)
-                self._carry_off = np.zeros((0, 12), bool)
-                self._hp_x = np.full(12, np.nan)
-                self._write(np.full((1, 12), np.nan, np.float32))
-            self._next_index = int(first_index) + x.shape[0]
-            lo = None if lead_off is None else np.asarray(lead_off, dtype=bool)
-            if lo is not None and lo.shape == (x.shape[0], len(ELECTRODES)):
-                lead_is_off = (lo.astype(np.uint8) @ _DEP.T.astype(np.uint8)) > 0     # (n, 12)
-            else:
-                lo = None
-                lead_is_off = np.zeros(x.shape, bool)
-            buf = np.concatenate([self._carry, x]) if self._carry.shape[0] else x
-            boff = np.concatenate([self._carry_off, lead_is_off]) if self._carry_off.shape[0] else lead_is_off
-            k = buf.shape[0] // self._factor
-            if k:
-                m = k * self._factor
-                dec = buf[:m].reshape(k, self._factor, 12).mean(axis=1)
-                doff = boff[:m].reshape(k, self._factor, 12).any(axis=1)
-                self._write(self._highpass(dec, doff).astype(np.float32))
-            self._carry = buf[k * self._factor:].copy()
-            self._carry_off = boff[k * self._factor:].copy()
-            self._samples_in += x.shape[0]
-            self._last_sample_time = time.time()
-            if lo is not None and lo.shape[0]:
-                self._have_live_lead_off = True
-                off = [e for e, b in zip(ELECTRODES, lo[-1]) if b]
-                if off != self._lead_off_live:
-                    self._lead_off_live = off
-                    self._bump("electrodes", {"electrodes": self._electrodes_locked(),
-                                              "leads": self._leads_locked()})
+            if self._strip.push(first_index, fs, x, lead_off):
+                self._bump("electrodes", {"electrodes": self._strip.electrodes(self._quality),
+                                          "leads": self._strip.leads(self._quality)})
             self._bump("samples", None)
 
     def push_block(self, block: Any) -> None:
@@ -219,14 +122,14 @@ class LiveHub:
 
     def push_quality(self, quality: dict[str, Any]) -> None:
         """Latest signal-quality verdict: {verdict, reasons, electrodes_off, noisy_leads, leads, heart_rate?}."""
-        q = _jsonable(dict(quality))
+        q = _plain(dict(quality))
         with self._cond:
             self._quality = q
             hr = q.get("heart_rate")
             if isinstance(hr, (int, float)) and math.isfinite(hr):
                 self._heart_rate = float(hr)
-            self._bump("quality", {"quality": q, "electrodes": self._electrodes_locked(),
-                                   "leads": self._leads_locked(), "heart_rate": self._heart_rate})
+            self._bump("quality", {"quality": q, "electrodes": self._strip.electrodes(self._quality),
+                                   "leads": self._strip.leads(self._quality), "heart_rate": self._heart_rate})
 
     def push_heart_rate(self, bpm: float | None) -> None:
         with self._cond:
@@ -236,7 +139,7 @@ class LiveHub:
     def push_result(self, result: dict[str, Any], strip_uv: np.ndarray | None = None,
                     strip_fs: float | None = None) -> None:
         """A triage result (TriageResult.to_dict()), optionally with its raw strip ((n, 12) uV)."""
-        r = _jsonable(dict(result))
+        r = _plain(dict(result))
         rid = str(r.get("id") or f"r{int(time.time() * 1000)}")
         r["id"] = rid
         strip = None
@@ -265,7 +168,7 @@ class LiveHub:
             self._bump("result", self.summary(r))
 
     def _add_alarm_locked(self, alarm: dict[str, Any], result_id: str | None = None) -> dict[str, Any]:
-        a = _jsonable(dict(alarm))
+        a = _plain(dict(alarm))
         aid = str(a["id"])
         prev = self._alarms.get(aid, {})
         merged = {**prev, **a}
@@ -285,7 +188,7 @@ class LiveHub:
     def push_feedback(self, result_id: str, feedback: dict[str, Any]) -> None:
         """The receiving station's word on a result changed (receipt, review, queued count): SSE 'feedback'."""
         with self._cond:
-            self._bump("feedback", {"result_id": str(result_id), "feedback": _jsonable(dict(feedback))})
+            self._bump("feedback", {"result_id": str(result_id), "feedback": _plain(dict(feedback))})
 
     def _feedback(self, result_id: Any) -> dict[str, Any] | None:
         if self.feedback_lookup is None or not result_id:
@@ -295,7 +198,7 @@ class LiveHub:
         except Exception:  # a broken store must not take the page down
             log.exception("feedback_lookup(%r) failed", result_id)
             return None
-        return _jsonable(dict(fb)) if fb else None
+        return _plain(dict(fb)) if fb else None
 
     def push_alarm(self, alarm: dict[str, Any]) -> None:
         """A new alarm or an update to one (same `id`), e.g. {"acknowledged": True, "by": ...}."""
@@ -306,7 +209,7 @@ class LiveHub:
 
     def set_status(self, status: dict[str, Any]) -> None:
         with self._cond:
-            self._status = _jsonable(dict(status))
+            self._status = _plain(dict(status))
             self._bump("status", self._status)
 
     def set_patient_view(self, patient: dict[str, Any]) -> None:
@@ -351,31 +254,6 @@ class LiveHub:
                                                 "acknowledged_at": alarm.get("acknowledged_at")}))
 
     # ------------------------------------------------------------------ reads (server side)
-    def _electrodes_locked(self) -> dict[str, str]:
-        """Per-electrode state 'off' / 'ok': from the front end's lead-off bits when it sends them
-        (current to the last block), else from the last window's quality verdict."""
-        if self._have_live_lead_off:
-            off = set(self._lead_off_live)
-        else:
-            off = set((self._quality or {}).get("electrodes_off") or [])
-        return {e: ("off" if e in off else "ok") for e in ELECTRODES}
-
-    def _leads_locked(self) -> dict[str, str]:
-        """Per-lead state from the quality gate: 'off' / 'noisy' / 'ok'."""
-        q = self._quality or {}
-        noisy = set(q.get("noisy_leads") or [])
-        off_leads = set(q.get("off_leads") or [])
-        per = next((q[k] for k in ("per_lead", "leads") if isinstance(q.get(k), dict)), {})
-        out = {}
-        live_off = set(self._lead_off_live)
-        live = self._have_live_lead_off
-        for lead in LEADS:
-            # With live lead-off bits, "off" comes from them alone (the window's verdict is older).
-            out[lead] = _lead_state(per.get(lead), lead in off_leads and not live, lead in noisy, ignore_off=live)
-            if live_off & set(LEAD_ELECTRODES[lead]):
-                out[lead] = "off"
-        return out
-
     @staticmethod
     def summary(r: dict[str, Any]) -> dict[str, Any]:
         """The fields a results list needs (no CAM arrays)."""
@@ -400,7 +278,7 @@ class LiveHub:
     @property
     def seq(self) -> int:
         with self._lock:
-            return self._seq
+            return self._strip.seq
 
     @property
     def patient(self) -> dict[str, Any]:
@@ -415,14 +293,11 @@ class LiveHub:
                 "server_time": time.time(),
                 "uptime_s": round(time.time() - self._started, 1),
                 "daemon": self._status,
-                "signal": {"fs_in": self._in_fs, "display_fs": self._out_fs, "seq": self._seq,
-                           "samples_in": self._samples_in,
-                           "last_sample_age_s": (None if self._last_sample_time is None
-                                                 else round(time.time() - self._last_sample_time, 3))},
+                "signal": self._strip.signal(),
                 "heart_rate": self._heart_rate,
                 "quality": self._quality,
-                "electrodes": self._electrodes_locked(),
-                "leads": self._leads_locked(),
+                "electrodes": self._strip.electrodes(self._quality),
+                "leads": self._strip.leads(self._quality),
                 "patient": dict(self._patient),
                 "alarms": [dict(a) for a in self._alarms.values() if not a.get("acknowledged")],
                 "latest_id": self._latest_id,
@@ -442,7 +317,7 @@ class LiveHub:
         if self.history_lookup is None or n <= 0:
             return []
         try:
-            return [_jsonable(dict(r)) for r in self.history_lookup(n) or []]
+            return [_plain(dict(r)) for r in self.history_lookup(n) or []]
         except Exception:  # a broken store must not take the page down
             log.exception("history_lookup(%d) failed", n)
             return []
@@ -474,7 +349,7 @@ class LiveHub:
             except Exception:  # a broken store must not take the page down
                 log.exception("result_lookup(%r) failed", result_id)
                 return None
-            r = _jsonable(dict(got)) if got else None
+            r = _plain(dict(got)) if got else None
         if r is not None and self.feedback_lookup is not None:
             r["feedback"] = self._feedback(result_id)
         return r
@@ -506,21 +381,7 @@ class LiveHub:
         Returns {"fs", "start", "end", "leads": LEADS, "data": [[µV int or None] * 12, ...], "reset"}.
         """
         with self._lock:
-            end = self._seq
-            oldest = max(0, end - self._cap)
-            if max_seconds is not None:
-                oldest = max(oldest, end - int(max_seconds * self._out_fs))
-            reset = since is None or since > end or since < oldest
-            start = oldest if reset else since
-            n = end - start
-            if n > 0:
-                idx = np.arange(start, end) % self._cap
-                rows = self._ring[idx].copy()
-            else:
-                rows = np.zeros((0, 12), np.float32)
-            fs = self._out_fs
-        return {"fs": fs, "start": start, "end": end, "leads": list(LEADS), "reset": bool(reset and since is not None),
-                "data": _rows_to_json(rows)}
+            return self._strip.since(since, max_seconds)
 
     @property
     def event_seq(self) -> int:
@@ -546,27 +407,6 @@ class LiveHub:
             return self._version
 
 
-OFF_FLAGS = {"off", "electrode_off", "lead_off"}
-
-
-def _lead_state(v: Any, off: bool = False, noisy: bool = False, ignore_off: bool = False) -> str:
-    """'off' / 'noisy' / 'ok' from a quality per-lead entry ({verdict, flags} or a plain string).
-    ignore_off: lead-off is known better elsewhere; judge only the noise part of the entry."""
-    if isinstance(v, dict):
-        flags = {str(f).lower() for f in (v.get("flags") or [])}
-        verdict = str(v.get("verdict") or v.get("flag") or v.get("state") or "").lower()
-    else:
-        flags, verdict = set(), str(v or "").lower()
-    if ignore_off:
-        if flags & OFF_FLAGS or verdict == "off":
-            return "ok"        # the window was unusable because of the electrode, not noise
-    elif off or flags & OFF_FLAGS or verdict == "off":
-        return "off"
-    if noisy or verdict in ("unusable", "acceptable", "noisy", "noise", "bad") or flags:
-        return "noisy"
-    return "ok"
-
-
 def _patient_view(p: Any) -> dict[str, Any]:
     """{"age", "sex"} with the daemon's "unknown" strings (PatientContext.to_dict) mapped to None."""
     if hasattr(p, "to_dict") and not isinstance(p, dict):
@@ -577,21 +417,3 @@ def _patient_view(p: Any) -> dict[str, Any]:
     age = float(age) if isinstance(age, (int, float)) and not isinstance(age, bool) and math.isfinite(age) else None
     sex = sex if sex in SEXES else None
     return {"age": age, "sex": sex}
-
-
-def _rows_to_json(rows: np.ndarray) -> list[list[int | None]]:
-    if rows.size == 0:
-        return []
-    r = np.rint(rows)
-    bad = ~np.isfinite(r)
-    if not bad.any():
-        return r.astype(np.int32).tolist()
-    r = np.where(bad, 0, r).astype(np.int32).tolist()
-    for i, j in zip(*np.nonzero(bad)):
-        r[i][j] = None
-    return r
-
-
-def _jsonable(x: Any) -> Any:
-    """Plain JSON types for the page: the one converter (edge_app.jsonsafe), NaN/inf -> null."""
-    return json_safe(x, unknown=str)

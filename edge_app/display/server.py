@@ -24,7 +24,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from edge_app.display.hub import DisplayInputError, LiveHub, _rows_to_json
+from edge_app.display.hub import DisplayInputError, LiveHub
+from edge_app.display.live_strip import rows_to_json
 from edge_app.errors import ConfigError
 from firmware_bridge.samples import LEADS
 
@@ -70,7 +71,7 @@ def strip_payload(fs: float, strip_uv: np.ndarray, max_fs: float = DETAIL_MAX_FS
         x = x[:k * factor].reshape(k, factor, x.shape[1]).mean(axis=1)
     return {"fs": fs / factor, "fs_raw": fs, "n_raw": int(strip_uv.shape[0]), "leads": list(LEADS),
             "units": "uV", "filter": "zero-phase 0.5 Hz high-pass (model contract)",
-            "data": _rows_to_json(x.astype(np.float32))}
+            "data": rows_to_json(x.astype(np.float32))}
 
 
 class _Handler(BaseHTTPRequestHandler):
