@@ -41,7 +41,7 @@ setup(
             "ecg-edge=edge_app.cli:main",
             "ecg-fleet=cloud_dashboard.fleet_cli:main",
             "ecg-cloud=cloud_dashboard.cli:main",
-            "ecg-frontend-sim=firmware_bridge.simulator:main",
+            "ecg-frontend-sim=firmware_bridge.simulator_cli:main",
             "ecg-train=training.cli:main",
         ]
     },

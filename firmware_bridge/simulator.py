@@ -14,125 +14,23 @@ place in the data whatever the replay speed and however long the host took to co
 """
 from __future__ import annotations
 
-import argparse
-import json
-import math
 import os
 import select
-import signal
 import sys
 import threading
 import time
 import tty
 from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable
 
 import numpy as np
 
 from . import protocol as P
 from .records import RecordError, read_wfdb_uv
 from .samples import CHANNELS, ELECTRODES
-
-FAULT_KINDS = ("electrode_off", "noise", "wander", "mains", "flat", "saturate", "drop", "corrupt",
-               "reset", "disconnect")
-#: Potential of a floating electrode (the lead-off current source drives it towards a rail): far outside
-#: the +-400 mV input range at gain 6, so the channels that use it clip, as on a real ADS1298.
-FLOATING_ELECTRODE_UV = 700_000.0
-
-
-class SimulatorError(Exception):
-    """Bad record or bad fault specification (message says what and how to fix it)."""
-
-
-@dataclass
-class Fault:
-    """One injected fault. start_s / duration_s are stream-time seconds (duration None = to the end).
-
-    kind: electrode_off (electrode), noise (amplitude_uv rms, EMG-like), wander (amplitude_uv, freq_hz),
-    mains (freq_hz 50/60, amplitude_uv), flat, saturate, drop (frames), corrupt (frames), reset,
-    disconnect (duration_s: the cable is out that long).
-    """
-    kind: str
-    start_s: float = 0.0
-    duration_s: float | None = None
-    electrode: str | None = None
-    amplitude_uv: float | None = None
-    freq_hz: float | None = None
-    frames: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in FAULT_KINDS:
-            raise SimulatorError(f"unknown fault kind {self.kind!r}; use one of {', '.join(FAULT_KINDS)}")
-        if self.kind == "electrode_off" and self.electrode not in ELECTRODES:
-            raise SimulatorError(f"electrode_off needs an electrode out of {', '.join(ELECTRODES)}, "
-                                 f"got {self.electrode!r} (e.g. electrode_off:LA@2+3)")
-        if self.start_s < 0 or (self.duration_s is not None and self.duration_s < 0):
-            raise SimulatorError("fault start and duration must be >= 0")
-        defaults = {"noise": (50.0, None), "wander": (500.0, 0.3), "mains": (100.0, 50.0)}
-        if self.kind in defaults:
-            amp, freq = defaults[self.kind]
-            if self.amplitude_uv is None:
-                self.amplitude_uv = amp
-            if self.freq_hz is None:
-                self.freq_hz = freq
-        if self.kind in ("drop", "corrupt") and self.frames is None:
-            self.frames = 1
-        if self.kind == "disconnect" and self.duration_s is None:
-            self.duration_s = 2.0
-
-    def active(self, t: np.ndarray) -> np.ndarray:
-        end = math.inf if self.duration_s is None else self.start_s + self.duration_s
-        return (t >= self.start_s) & (t < end)
-
-
-def parse_fault(spec: str) -> Fault:
-    """'KIND[:ARG[:ARG]]@START[+DURATION]' -> Fault. Examples:
-
-    electrode_off:LA@2+3   noise:80@1   wander:600@0   mains:60:150@0+5   flat@4+1   saturate@4+1
-    drop:5@3 (5 frames)   corrupt:2@3 (2 frames)   reset@5   disconnect:2@5 (or disconnect@5+2)
-    """
-    head, sep, when = spec.partition("@")
-    if not sep:
-        raise SimulatorError(f"fault {spec!r}: missing '@START' (e.g. electrode_off:LA@2+3)")
-    start_txt, plus, dur_txt = when.partition("+")
-    try:
-        start = float(start_txt)
-        dur = float(dur_txt) if plus else None
-    except ValueError:
-        raise SimulatorError(f"fault {spec!r}: START and DURATION must be seconds, e.g. @2+3") from None
-    kind, *args = head.split(":")
-    kw: dict = {}
-    try:
-        if kind == "electrode_off":
-            if len(args) != 1:
-                raise SimulatorError(f"fault {spec!r}: electrode_off needs one electrode, e.g. electrode_off:LA@2")
-            kw["electrode"] = args[0].upper() if args[0].upper() in ELECTRODES else args[0]
-        elif kind == "noise" or kind == "wander":
-            if args:
-                kw["amplitude_uv"] = float(args[0])
-            if kind == "wander" and len(args) > 1:
-                kw["freq_hz"] = float(args[1])
-        elif kind == "mains":
-            if args:
-                kw["freq_hz"] = float(args[0])
-            if len(args) > 1:
-                kw["amplitude_uv"] = float(args[1])
-        elif kind in ("drop", "corrupt"):
-            if args:
-                kw["frames"] = int(args[0])
-        elif kind == "disconnect":
-            if args:
-                if dur is not None:
-                    raise SimulatorError(f"fault {spec!r}: give the disconnect length once")
-                dur = float(args[0])
-        elif args:
-            raise SimulatorError(f"fault {spec!r}: {kind} takes no arguments")
-    except ValueError:
-        raise SimulatorError(f"fault {spec!r}: arguments must be numbers") from None
-    return Fault(kind=kind, start_s=start, duration_s=dur, **kw)
-
+from .simulator_faults import (FAULT_KINDS, FLOATING_ELECTRODE_UV, Fault, SimulatorError,  # noqa: F401 - public
+                               apply_signal_faults, parse_fault)
 
 # ---------------------------------------------------------------------------------------------
 # records
@@ -503,44 +401,7 @@ class FrontEndSimulator:
         if missing:
             uv = np.nan_to_num(uv, nan=0.0)
         t = t0 + np.arange(n) / fs
-        status = np.zeros(n, dtype=np.uint16)
-        flat = np.zeros(n, dtype=bool)
-        sat = np.zeros(n, dtype=bool)
-        for f in self.faults:
-            act = f.active(t)
-            if not act.any():
-                continue
-            a = act[:, None]
-            if f.kind == "electrode_off":
-                bit = ELECTRODES.index(f.electrode)
-                status[act] |= np.uint16(1 << bit)
-                d = FLOATING_ELECTRODE_UV + 2000.0 * np.sin(2 * np.pi * 50.0 * t)
-                delta = np.zeros((n, 8))
-                if f.electrode in ("RA", "LA", "LL"):
-                    delta[:, 2:] -= (d / 3.0)[:, None]        # Wilson's terminal moves
-                    if f.electrode == "RA":
-                        delta[:, 0] -= d
-                        delta[:, 1] -= d
-                    elif f.electrode == "LA":
-                        delta[:, 0] += d
-                    else:
-                        delta[:, 1] += d
-                else:
-                    delta[:, CHANNELS.index(f.electrode)] += d
-                uv += np.where(a, delta, 0.0)
-            elif f.kind == "noise":
-                w = self._rng.normal(size=(n + 1, 8))
-                uv += np.where(a, np.diff(w, axis=0) / np.sqrt(2.0) * f.amplitude_uv, 0.0)
-            elif f.kind == "wander":
-                uv += np.where(a, f.amplitude_uv * np.sin(2 * np.pi * f.freq_hz * t[:, None]
-                                                          + self._chan_phase), 0.0)
-            elif f.kind == "mains":
-                uv += np.where(a, f.amplitude_uv * self._chan_gain
-                               * np.sin(2 * np.pi * f.freq_hz * t[:, None]), 0.0)
-            elif f.kind == "flat":
-                flat |= act
-            elif f.kind == "saturate":
-                sat |= act
+        status, flat, sat = apply_signal_faults(uv, t, self.faults, self._rng, self._chan_phase, self._chan_gain)
         counts = np.clip(np.rint(uv / (self.lsb_pv / 1e6)), P.COUNT_MIN, P.COUNT_MAX).astype(np.int32)
         counts[flat] = 0
         counts[sat] = P.COUNT_MAX
@@ -572,72 +433,6 @@ class FrontEndSimulator:
         return True
 
 
-# ---------------------------------------------------------------------------------------------
-# CLI
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="ecg-frontend-sim",
-        description="Replay a WFDB ECG record as an ADS1298-class front end on a pseudo-terminal. "
-                    "Prints the device path on the first stdout line.",
-        epilog="Fault syntax: KIND[:ARG[:ARG]]@START[+DURATION], times in stream seconds. Examples: "
-               "electrode_off:LA@2+3, noise:80@1, wander:600@0, mains:60:150@0+5, flat@4+1, "
-               "saturate@4+1, drop:5@3 (frames), corrupt:2@3 (frames), reset@5, disconnect:2@5.")
-    p.add_argument("record", help="WFDB record path without extension (e.g. .../records500/00000/00018_hr)")
-    p.add_argument("--fs", type=int, default=500, help="boot sample rate in Hz (250/500/1000 or the "
-                   "record's own rate); the host may change it with SET_RATE (default 500)")
-    p.add_argument("--speed", type=float, default=1.0,
-                   help="1 = real time, N = N times faster, 0 = as fast as the reader takes it")
-    p.add_argument("--no-loop", action="store_true", help="stop at the end of the record")
-    p.add_argument("--fault", action="append", default=[], metavar="SPEC", help="inject a fault (repeatable)")
-    p.add_argument("--link", metavar="PATH", help="keep a symlink PATH -> current pty (survives disconnects)")
-    p.add_argument("--seed", type=int, default=0, help="seed for noise and byte corruption")
-    p.add_argument("--duration", type=float, default=None, help="exit after this many wall seconds")
-    p.add_argument("--device-id", default="SIM-ADS1298")
-    p.add_argument("--json", action="store_true",
-                   help="after the device path line, print events as JSON lines on stdout")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    def json_event(text: str, t: float) -> None:
-        print(json.dumps({"event": text, "stream_time_s": round(t, 3), "device": sim.device_path}),
-              flush=True)
-
-    try:
-        sim = FrontEndSimulator(args.record, fs=args.fs, speed=args.speed, loop=not args.no_loop,
-                                faults=[parse_fault(s) for s in args.fault], link_path=args.link,
-                                seed=args.seed, device_id=args.device_id,
-                                on_event=json_event if args.json else None)
-    except SimulatorError as e:
-        print(f"ecg-frontend-sim: error: {e}", file=sys.stderr)
-        return 2
-    stop = threading.Event()
-
-    def _on_signal(signum, _frame):
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    path = sim.start()
-    print(path, flush=True)
-    print(f"ecg-frontend-sim: {sim.device_id} replaying {args.record} ({sim.record_fs} Hz) at "
-          f"{sim.rate} Hz, LSB {sim.lsb_pv / 1000:.3f} nV, speed {args.speed:g}; pty {sim.device_path}",
-          file=sys.stderr, flush=True)
-    deadline = time.monotonic() + args.duration if args.duration else None
-    try:
-        while not stop.is_set():
-            if deadline and time.monotonic() >= deadline:
-                break
-            if sim.finished and not sim._out:
-                break
-            stop.wait(0.1)
-    finally:
-        sim.stop()
-    return 0
-
-
-if __name__ == "__main__":
+if __name__ == "__main__":              # `python -m firmware_bridge.simulator` = ecg-frontend-sim
+    from .simulator_cli import main
     sys.exit(main())

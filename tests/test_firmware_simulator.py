@@ -14,8 +14,8 @@ import pytest
 
 from firmware_bridge import protocol as P
 from firmware_bridge.driver import FrontEndDriver
-from firmware_bridge.simulator import (FrontEndSimulator, SimulatorError, load_record, main,
-                                       parse_fault)
+from firmware_bridge.simulator import FrontEndSimulator, SimulatorError, load_record, parse_fault
+from firmware_bridge.simulator_cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "tests" / "fixtures" / "ptbxl_official_sample"
