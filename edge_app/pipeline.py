@@ -139,75 +139,77 @@ class Pipeline:
             self.assembler = WindowAssembler(block.fs, self.settings.stride_s, self.resampler_factory,
                                              length_s=self.settings.length_s)
         out = []
-        for w in self.assembler.push(block):
-            a = self.analyse_window(w, record=record, t_arrival=t_arrival)
-            if a.result.triage_level == "cannot_interpret" and w.lead_off.any():
-                last_off = int(np.nonzero(w.lead_off.any(axis=1))[0][-1])
-                self.assembler.retry_after(w, w.start_index + last_off)
-            out.append(a)
+        for window in self.assembler.push(block):
+            analysis = self.analyse_window(window, record=record, t_arrival=t_arrival)
+            if analysis.result.triage_level == "cannot_interpret" and window.lead_off.any():
+                last_off = int(np.nonzero(window.lead_off.any(axis=1))[0][-1])
+                self.assembler.retry_after(window, window.start_index + last_off)
+            out.append(analysis)
         return out
 
     def finish(self, record: str | None = None) -> list[Analysis]:
         """End of a finite stream (replay): analyse the windows completed by flushing the resampler."""
         if self.assembler is None:
             return []
-        return [self.analyse_window(w, record=record) for w in self.assembler.flush()]
+        return [self.analyse_window(window, record=record) for window in self.assembler.flush()]
 
-    def analyse_window(self, w: Window, record: str | None = None, t_arrival: float | None = None) -> Analysis:
+    def analyse_window(self, window: Window, record: str | None = None, t_arrival: float | None = None) -> Analysis:
         t0 = time.monotonic()
         t_arrival = t0 if t_arrival is None else t_arrival
         timings: dict[str, float] = {}
-        rid = new_id()
+        result_id = new_id()
         patient = self.patient()
-        q = _quality(w.native_uv, w.fs, w.lead_off, self.settings.mains_hz, w.model_uv)
-        qs = quality_summary(q)
+        report = _quality(window.native_uv, window.fs, window.lead_off, self.settings.mains_hz, window.model_uv)
+        quality = quality_summary(report)
         t1 = time.monotonic()
         timings["quality_ms"] = (t1 - t0) * 1000
         probabilities = None
-        hr = None
-        explanation = Explanation(summary="Not interpreted: signal unusable." if qs.verdict == "unusable" else "")
+        heart_rate = None
+        explanation = Explanation(summary="Not interpreted: signal unusable." if quality.verdict == "unusable" else "")
         thresholds = self.thresholds
-        if qs.verdict != "unusable":
-            hr = self._heart_rate(w)
+        if quality.verdict != "unusable":
+            heart_rate = self._heart_rate(window)
             t2 = time.monotonic()
             timings["beats_ms"] = (t2 - t1) * 1000
-            pred = self.model.predict(w.model_uv, patient.age, patient.sex)
+            prediction = self.model.predict(window.model_uv, patient.age, patient.sex)
             t3 = time.monotonic()
             timings["model_ms"] = (t3 - t2) * 1000
-            probabilities = {c: round(float(p), 6) for c, p in pred.probabilities.items()}
-        decision = decide(probabilities, thresholds, qs.verdict, qs.reasons, hr, self.settings.hr_low_bpm,
-                          self.settings.hr_high_bpm, self.device_id, rid)
+            probabilities = {c: round(float(p), 6) for c, p in prediction.probabilities.items()}
+        decision = decide(probabilities, thresholds, quality.verdict, quality.reasons, heart_rate,
+                          self.settings.hr_low_bpm, self.settings.hr_high_bpm, self.device_id, result_id)
         if probabilities is not None:
             t4 = time.monotonic()
             importance = None
             if decision.positive and self.settings.explain_leads:
-                importance = self.model.lead_importance(w.model_uv, patient.age, patient.sex)
-            explanation = explain(decision.positive, probabilities, thresholds, pred.cam, importance)
+                importance = self.model.lead_importance(window.model_uv, patient.age, patient.sex)
+            explanation = explain(decision.positive, probabilities, thresholds, prediction.cam, importance)
             timings["explain_ms"] = (time.monotonic() - t4) * 1000
-        if w.gap_before:
-            qs.reasons = qs.reasons + [f"window follows a gap in the stream ({', '.join(w.events) or 'samples missing'})"]
+        if window.gap_before:
+            quality.reasons = quality.reasons + [
+                f"window follows a gap in the stream ({', '.join(window.events) or 'samples missing'})"]
         done = time.monotonic()
         timings["analysis_ms"] = (done - t0) * 1000
         timings["since_last_sample_ms"] = (done - t_arrival) * 1000
         overran = (done - t0) > self.settings.deadline_s
-        res = TriageResult(
-            id=rid, device_id=self.device_id, time=utc_now_iso(), record=record,
-            window=WindowSpan(start_index=int(w.start_index), end_index=int(w.end_index), fs=float(w.fs),
-                              start_s=round(w.start_s, 4), end_s=round(w.end_s, 4),
-                              device_time_us=w.device_time_us),
-            quality=qs, probabilities=probabilities, triage_level=decision.level,
+        result = TriageResult(
+            id=result_id, device_id=self.device_id, time=utc_now_iso(), record=record,
+            window=WindowSpan(start_index=int(window.start_index), end_index=int(window.end_index),
+                              fs=float(window.fs),
+                              start_s=round(window.start_s, 4), end_s=round(window.end_s, 4),
+                              device_time_us=window.device_time_us),
+            quality=quality, probabilities=probabilities, triage_level=decision.level,
             alarm_priority=decision.priority, explanation=explanation,
-            heart_rate_bpm=None if hr is None else round(float(hr), 1), patient=patient,
+            heart_rate_bpm=None if heart_rate is None else round(float(heart_rate), 1), patient=patient,
             model=ModelInfo(version=str(self.model.model_version), sha256=str(self.model.model_sha256),
                             backend=self.backend_name),
-            alarms=decision.alarms, gap_before=bool(w.gap_before), run_id=self.run_id,
+            alarms=decision.alarms, gap_before=bool(window.gap_before), run_id=self.run_id,
             timings_ms={k: round(v, 2) for k, v in timings.items()})
-        return Analysis(res, w, q, overran)
+        return Analysis(result, window, report, overran)
 
-    def _heart_rate(self, w: Window) -> float | None:
+    def _heart_rate(self, window: Window) -> float | None:
         from edge_app.signal_chain.beats import ecg_measure
         try:
-            return ecg_measure(w.native_uv, w.fs).heart_rate_bpm
+            return ecg_measure(window.native_uv, window.fs).heart_rate_bpm
         except ValueError as e:           # too short / flat: no rate rather than a wrong one
             log.debug("no heart rate: %s", e)
             return None
@@ -224,7 +226,7 @@ def read_record(path: str | Path) -> tuple[np.ndarray, float, str]:
     return rec.leads_uv(LEADS), rec.fs, rec.name
 
 
-def record_blocks(x: np.ndarray, fs: float, block_s: float = 0.1) -> list[Any]:
+def record_blocks(x: np.ndarray, fs: float, block_s: float = 0.1) -> list[SampleBlock]:
     """Cut a record into SampleBlocks as the driver would deliver them (no lead-off information)."""
     from firmware_bridge.samples import SampleBlock
     n = max(1, int(round(block_s * fs)))
@@ -235,9 +237,9 @@ def record_blocks(x: np.ndarray, fs: float, block_s: float = 0.1) -> list[Any]:
     return out
 
 
-def analyse_record(path: str | Path, age: float | None = None, sex: str | None = None, model: Any = None,
+def analyse_record(path: str | Path, age: float | None = None, sex: str | None = None, model: LoadedModel | None = None,
                    settings: PipelineSettings | None = None, device_id: str = "replay",
-                   config: Any = None) -> list[TriageResult]:
+                   config: Config | None = None) -> list[TriageResult]:
     """Replay one WFDB record through the daemon's chain; one TriageResult per 10 s window."""
     if config is None:
         from edge_app.config import load_config

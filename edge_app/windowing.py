@@ -24,11 +24,14 @@ from __future__ import annotations
 import bisect
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from edge_app.signal_chain.contract import FS_HZ, N_SAMPLES
+
+if TYPE_CHECKING:
+    from firmware_bridge.samples import SampleBlock
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +130,7 @@ class WindowAssembler:
         self.pending_gap = gap
         self.pending_events = events
 
-    def push(self, block: Any) -> list[Window]:
+    def push(self, block: SampleBlock) -> list[Window]:
         """Add one SampleBlock; return completed windows (possibly none)."""
         if block.n == 0:
             return []

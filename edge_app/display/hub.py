@@ -29,6 +29,7 @@ from .live_strip import LiveStrip
 
 if TYPE_CHECKING:
     from edge_app.command_router import CommandRouter
+    from firmware_bridge.samples import SampleBlock
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class LiveHub:
                                           "leads": self._strip.leads(self._quality)})
             self._bump("samples", None)
 
-    def push_block(self, block: Any) -> None:
+    def push_block(self, block: SampleBlock) -> None:
         """Convenience for a firmware_bridge.samples.SampleBlock."""
         self.push_samples(block.first_index, block.fs, block.leads_uv, getattr(block, "lead_off", None))
 

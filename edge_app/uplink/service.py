@@ -22,6 +22,8 @@ import uuid
 from typing import TYPE_CHECKING, Any, Callable
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from .commands import CommandProcessor
 from .health import system_health
@@ -241,7 +243,8 @@ class Uplink:
         return False
 
     # ---- paho callbacks (network thread: enqueue only) -----------------------------------------------
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags, reason_code: ReasonCode,
+                    properties: Properties | None) -> None:
         if reason_code.is_failure:
             self.last_error = f"connect refused: {reason_code}"
             log.warning("MQTT connect to %s:%s refused: %s", self.config.host, self.config.port, reason_code)
@@ -262,8 +265,8 @@ class Uplink:
         self.last_error = f"cannot reach broker {self.config.host}:{self.config.port}; retrying with backoff"
         log.debug("%s", self.last_error)
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
-                       properties: Any) -> None:
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags, reason_code: ReasonCode,
+                       properties: Properties | None) -> None:
         if self._connected.is_set():
             with self._lock:
                 self.counters["disconnects"] += 1
@@ -272,7 +275,8 @@ class Uplink:
             self.last_error = f"disconnected: {reason_code}"
             log.warning("MQTT link lost (%s); results stay queued on disk", reason_code)
 
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode,
+                    properties: Properties | None) -> None:
         # MQTT 5 brokers may PUBACK with a failure (e.g. 0x87 not authorized): that is NOT a delivery.
         failed = bool(getattr(reason_code, "is_failure", False))
         self._acks.put((mid, failed, str(reason_code)))
