@@ -225,6 +225,10 @@ class Ingestor:
 
     # -- device state (retained topics): last writer wins -------------------------------------------------
     def _touch_device(self, session: Session, device_id: str, now: datetime, **values: Any) -> None:
+        touched = session.info.setdefault("touched_devices", set())   # once per transaction is enough for
+        if not values and device_id in touched:                       # last_seen (a batch is ~milliseconds)
+            return
+        touched.add(device_id)
         session.execute(_insert(session)(Device).values(id=device_id, online=False, first_seen=now)
                         .on_conflict_do_nothing(index_elements=["id"]))
         session.execute(update(Device).where(Device.id == device_id).values(last_seen=now, **values))
