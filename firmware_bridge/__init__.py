@@ -3,10 +3,13 @@
 Frame format, host driver, front-end simulator and reference firmware. This package knows
 nothing of the rest of the appliance: edge_app imports it, never the other way round.
 
-- samples:   SampleBlock, CHANNELS, LEADS, ELECTRODES, derive_leads (what the driver hands up)
+- leads:     CHANNELS, LEADS, ELECTRODES, LEAD_ELECTRODES/ELECTRODE_LEADS: the one definition for the appliance
+- records:   read_wfdb_uv, the one WFDB reader (units from the header -> microvolts; missing samples NaN)
+- samples:   SampleBlock, derive_leads (what the driver hands up)
 - protocol:  wire format v1 (docs/wire_protocol.md): messages, encode/decode, FrameDecoder
 - driver:    FrontEndDriver(port).blocks() -> SampleBlock | None, with gaps, resets, reconnects
-- simulator: FrontEndSimulator / ecg-frontend-sim, a replaying front end on a pty with faults
+- simulator: FrontEndSimulator, a replaying front end on a pty; simulator_faults: its faults;
+             simulator_cli: ecg-frontend-sim
 - firmware/: reference C for the device side of the protocol
 """
 __version__ = "0.1.0"

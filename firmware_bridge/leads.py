@@ -25,12 +25,14 @@ LIMB_LEADS: tuple[str, ...] = LEADS[:6]
 CHEST_LEADS: tuple[str, ...] = LEADS[6:]
 #: Electrodes with a lead-off comparator, in status-bit order (bit i = ELECTRODES[i]).
 ELECTRODES: tuple[str, ...] = ("RA", "LA", "LL", "V1", "V2", "V3", "V4", "V5", "V6")
+#: The limb electrodes: Wilson's central terminal is their mean.
+LIMB_ELECTRODES: tuple[str, ...] = ELECTRODES[:3]
 
 #: Electrodes each lead depends on.
 LEAD_ELECTRODES: dict[str, tuple[str, ...]] = {
     "I": ("RA", "LA"), "II": ("RA", "LL"), "III": ("LA", "LL"),
-    "aVR": ("RA", "LA", "LL"), "aVL": ("RA", "LA", "LL"), "aVF": ("RA", "LA", "LL"),
-    **{v: (v, "RA", "LA", "LL") for v in CHEST_LEADS},
+    "aVR": LIMB_ELECTRODES, "aVL": LIMB_ELECTRODES, "aVF": LIMB_ELECTRODES,
+    **{v: (v, *LIMB_ELECTRODES) for v in CHEST_LEADS},
 }
 #: Leads disturbed by each electrode (inverse of LEAD_ELECTRODES, LEADS order).
 ELECTRODE_LEADS: dict[str, tuple[str, ...]] = {

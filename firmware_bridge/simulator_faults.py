@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .leads import CHANNELS, ELECTRODES
+from .leads import CHANNELS, ELECTRODES, LIMB_ELECTRODES
 
 FAULT_KINDS = ("electrode_off", "noise", "wander", "mains", "flat", "saturate", "drop", "corrupt",
                "reset", "disconnect")
@@ -134,7 +134,7 @@ def apply_signal_faults(uv: np.ndarray, t: np.ndarray, faults: list[Fault], rng:
             status[act] |= np.uint16(1 << bit)
             d = FLOATING_ELECTRODE_UV + 2000.0 * np.sin(2 * np.pi * 50.0 * t)
             delta = np.zeros((n, 8))
-            if f.electrode in ("RA", "LA", "LL"):
+            if f.electrode in LIMB_ELECTRODES:
                 delta[:, 2:] -= (d / 3.0)[:, None]        # Wilson's terminal moves
                 if f.electrode == "RA":
                     delta[:, 0] -= d
