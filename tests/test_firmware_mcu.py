@@ -78,12 +78,19 @@ class Board:
             m = re.search(r"redirected to (/dev/pts/\d+)", line)
             if m:
                 ptys.append(m.group(1))
+        self._keep: list[int] = []
         if len(ptys) < 2:
             self.close()
             raise AssertionError(f"QEMU did not expose two ptys (got {ptys})")
         self.host, self.fixture = ptys
+        # Hold each pty open (never read) as a UART's device node stays: QEMU notices a connected pty only
+        # on its 1 s poll and forgets it whenever the last opener closes, e.g. between driver reconnects.
+        self._keep = [os.open(p, os.O_RDWR | os.O_NOCTTY) for p in ptys]
 
     def close(self) -> None:
+        for fd in self._keep:
+            os.close(fd)
+        self._keep = []
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
