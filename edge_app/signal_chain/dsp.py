@@ -16,7 +16,7 @@ How, keeping the outputs bit-identical to scipy.signal (tested: tests/test_signa
   be loaded this way (a scipy that moved them), `scipy.signal` is imported instead: same results, more
   memory; `KERNELS` says which path is in use.
 - Designs are tabulated once (`edge_app/data/dsp_designs.json`, written by
-  `python -m edge_app.signal_chain.dsp` with scipy.signal and checked against it entry by entry in the
+  `python -m edge_app.signal_chain.dsp_table` with scipy.signal and checked against it entry by entry in the
   tests). A design not in the table (an unusual rate) is computed with scipy.signal on first use and
   cached: correct everywhere, light on the rates the device and PTB-XL use.
 """
@@ -342,76 +342,3 @@ def kaiser_lowpass(stop_db: float, pass_hz: float, stop_hz: float, fs_up: float,
         numtaps |= 1
         return sps.firwin(numtaps, 0.5 * (pass_hz + stop_hz), window=("kaiser", beta), fs=fs_up) * up
     return _design(_key("kaiser_lowpass", stop_db, pass_hz, stop_hz, fs_up, int(up)), compute)
-
-
-# ---------------------------------------------------------------------------------- table generation
-def table_requests() -> list[tuple[str, tuple]]:
-    """Every design the chain asks for at the tabulated rates (the tests check each against scipy)."""
-    from .conditioning import FS_HZ, PASS_HZ, STOP_DB, STOP_HZ, _ratio
-    reqs: list[tuple[str, tuple]] = []
-    for fs in TABLE_RATES:
-        hi45 = min(45.0, 0.45 * fs)
-        hi40 = min(40.0, 0.45 * fs)
-        reqs += [("butter", (2, (0.5, hi40), "bandpass", fs)), ("butter", (2, (20.0, hi45), "bandpass", fs)),
-                 ("butter", (2, 0.7, "lowpass", fs)), ("butter", (2, 0.5, "highpass", fs)),
-                 ("butter", (2, (5.0, min(18.0, 0.45 * fs)), "bandpass", fs)),
-                 ("butter", (2, (1.0, min(30.0, 0.45 * fs)), "bandpass", fs))]      # rhythm_features VF band
-        for f0 in (50.0, 60.0):
-            if f0 < 0.45 * fs:
-                reqs += [("iirnotch", (f0, 10.0, fs)), ("notch_sos", (f0, 30.0, fs))]
-        if fs != FS_HZ:
-            up, down = _ratio(fs, FS_HZ)
-            fs_up = fs * up
-            pass_hz = min(PASS_HZ, 0.4 * min(fs, FS_HZ))
-            stop_hz = min(STOP_HZ, 0.5 * min(fs, FS_HZ))
-            reqs.append(("kaiser_lowpass", (STOP_DB, pass_hz, stop_hz, fs_up, up)))
-    return reqs
-
-
-def design_by_name(kind: str, args: tuple) -> np.ndarray:
-    fn = {"butter": butter_sos, "iirnotch": lambda *a: np.vstack(iirnotch_ba(*a)), "notch_sos": notch_sos,
-          "kaiser_lowpass": kaiser_lowpass}[kind]
-    return fn(*args)
-
-
-def request_key(kind: str, args: tuple) -> str:
-    if kind == "butter":
-        order, wn, btype, fs = args
-        wn_t = tuple(wn) if isinstance(wn, tuple) else (wn,)
-        return _key("butter", int(order), btype, float(fs), *wn_t)
-    if kind == "kaiser_lowpass":
-        return _key(kind, *args[:4], int(args[4]))
-    return _key(kind, *args)
-
-
-def write_table(path: Path = DESIGNS_PATH) -> int:
-    """Compute every requested design with scipy.signal and write the table (exact float repr)."""
-    import scipy
-    designs = {request_key(kind, args): _compute_fresh(kind, args).tolist() for kind, args in table_requests()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"generated_by": "python -m edge_app.signal_chain.dsp", "scipy": scipy.__version__,
-                                "designs": designs}) + "\n")
-    _table.cache_clear()
-    return len(designs)
-
-
-def _compute_fresh(kind: str, args: tuple) -> np.ndarray:
-    """A design computed by scipy.signal now (ignores the table)."""
-    from scipy import signal as sps
-    if kind == "butter":
-        order, wn, btype, fs = args
-        return sps.butter(int(order), list(wn) if isinstance(wn, tuple) else wn, btype=btype, fs=float(fs),
-                          output="sos")
-    if kind == "iirnotch":
-        return np.vstack(sps.iirnotch(*[float(a) for a in args[:2]], fs=float(args[2])))
-    if kind == "notch_sos":
-        return sps.tf2sos(*sps.iirnotch(float(args[0]), float(args[1]), fs=float(args[2])))
-    stop_db, pass_hz, stop_hz, fs_up, up = args
-    numtaps, beta = sps.kaiserord(stop_db, (stop_hz - pass_hz) / (0.5 * fs_up))
-    numtaps |= 1
-    return sps.firwin(numtaps, 0.5 * (pass_hz + stop_hz), window=("kaiser", beta), fs=fs_up) * up
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
-    print(f"wrote {write_table()} designs to {DESIGNS_PATH}")
