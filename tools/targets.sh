@@ -64,7 +64,7 @@ check_arm64() {   # check_arm64 SUITE (bookworm | trixie)
           > "$LOG/replay-$name-$cpu.log" 2>&1; then
       result FAIL "$name.replay[$cpu]" "$(grep -v cpuinfo "$LOG/replay-$name-$cpu.log" | tail -n 3 | tr '\n' ' ')"; continue
     fi
-    sel=$("$PY" tools/targets_replay.py compare "$root/tmp/targets/x86.npz" "$root/tmp/targets/$cpu.npz" \
+    sel=$(PYTHONPATH="$root/opt/ecg-edge/src" "$PY" "$root/opt/ecg-edge/src/tools/targets_replay.py" compare "$root/tmp/targets/x86.npz" "$root/tmp/targets/$cpu.npz" \
           --feed "$root/tmp/targets/x86-on-$cpu.npz" --verdict --save "$LOG/compare-$name-$cpu.json" 2>&1) \
       || sel="FAIL compare: $sel"
     result ${sel%% *} "$name.replay[$cpu]" "${sel#* } ($(( $(date +%s) - t0 )) s)"
