@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from firmware_bridge.leads import canonical_lead
+
 from .contract import LEADS
 
 WINDOW_S = 10.0
 DISCLAIMER = "Triage aid, not a diagnosis."
-_LEAD_ALIASES = {n.upper(): n for n in LEADS}
 
 
 class MeasureError(Exception):
@@ -61,7 +62,7 @@ def _fill_gaps(x: np.ndarray) -> tuple[np.ndarray, int]:
 
 def _standard_order(names: list[str]) -> list[int] | None:
     """Column order that gives the 12 standard leads in PTB-XL order, if the record has them all."""
-    canon = [_LEAD_ALIASES.get(n.strip().upper()) for n in names]
+    canon = [canonical_lead(n) for n in names]
     if len(names) != 12 or set(canon) != set(LEADS):
         return None
     return [canon.index(ld) for ld in LEADS]
