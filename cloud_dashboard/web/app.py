@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -44,6 +45,8 @@ def create_app(config: CloudConfig, sessions: sessionmaker[Session] | None = Non
         app.router.on_shutdown.append(engine.dispose)
     app.state.config = config
     app.state.sessions = sessions
+    # A case's 12 leads as JSON are ~340 kB; gzip makes them ~100 kB on a hospital network.
+    app.add_middleware(GZipMiddleware, minimum_size=2048)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any):
