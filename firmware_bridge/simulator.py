@@ -431,8 +431,3 @@ class FrontEndSimulator:
         self._queue(wire)
         self.stats.frames_sent += 1
         return True
-
-
-if __name__ == "__main__":              # `python -m firmware_bridge.simulator` = ecg-frontend-sim
-    from .simulator_cli import main
-    sys.exit(main())

@@ -50,7 +50,7 @@ def test_bad_input_is_exit_2_in_every_command(tmp_path):
     for what, r in runs.items():
         assert r.returncode == EXIT_BAD_INPUT, (what, r.returncode, r.stderr)
         assert "Traceback" not in r.stderr + r.stdout, (what, r.stderr)
-    sim = subprocess.run([sys.executable, "-m", "firmware_bridge.simulator", str(bad_record)], cwd=str(ROOT),
+    sim = subprocess.run([sys.executable, "-m", "firmware_bridge.simulator_cli", str(bad_record)], cwd=str(ROOT),
                          capture_output=True, text=True, timeout=60)
     assert sim.returncode == EXIT_BAD_INPUT and "Traceback" not in sim.stderr
 

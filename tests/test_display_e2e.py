@@ -121,7 +121,7 @@ reconnect_max_s = 1.0
         self.page.navigate(self.base + "/")
 
     def start_sim(self, *faults: str) -> subprocess.Popen:
-        args = [sys.executable, "-m", "firmware_bridge.simulator", str(RECORD), "--link", str(self.link)]
+        args = [sys.executable, "-m", "firmware_bridge.simulator_cli", str(RECORD), "--link", str(self.link)]
         for f in faults:
             args += ["--fault", f]
         return subprocess.Popen(args, stdout=self.sim_log, stderr=subprocess.STDOUT, cwd=ROOT)

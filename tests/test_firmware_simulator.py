@@ -82,7 +82,7 @@ def test_cli_errors_are_clear(capsys, tmp_path):
 def test_cli_prints_path_first_and_survives_disconnect(tmp_path):
     link = tmp_path / "frontend"
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "firmware_bridge.simulator", str(REC500), "--speed", "4",
+    proc = subprocess.Popen([sys.executable, "-m", "firmware_bridge.simulator_cli", str(REC500), "--speed", "4",
                              "--link", str(link), "--fault", "disconnect:2@1", "--fault", "electrode_off:V6@0",
                              "--duration", "30", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)

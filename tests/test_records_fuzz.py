@@ -283,7 +283,7 @@ def test_measure_and_simulator_refuse_cleanly_in_process(corpus, capsys):
     ("lead_11_X6", "X6")])
 def test_frontend_sim_command_on_the_records_issue_14_lists(corpus, case, words):
     path = dict((v.name, p) for v, p in corpus)[case]
-    r = subprocess.run([sys.executable, "-m", "firmware_bridge.simulator", str(path), "--duration", "1"],
+    r = subprocess.run([sys.executable, "-m", "firmware_bridge.simulator_cli", str(path), "--duration", "1"],
                        cwd=str(ROOT), capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stdout == "", r.stderr
     assert words in r.stderr and str(path.parent) in r.stderr
