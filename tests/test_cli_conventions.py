@@ -55,6 +55,15 @@ def test_bad_input_is_exit_2_in_every_command(tmp_path):
     assert sim.returncode == EXIT_BAD_INPUT and "Traceback" not in sim.stderr
 
 
+def test_demo_on_a_truncated_record_says_so(tmp_path):
+    """Issue 14 item 9: a truncated record ended in a reshape ValueError traceback."""
+    (tmp_path / "cut.hea").write_text((RECORDS / "00181_hr.hea").read_text().replace("00181_hr", "cut"))
+    (tmp_path / "cut.dat").write_bytes((RECORDS / "00181_hr.dat").read_bytes()[:10000])
+    r = cli("demo", "--record", str(tmp_path / "cut"), "--duration", "1")
+    assert r.returncode == EXIT_BAD_INPUT and "Traceback" not in r.stderr and "reshape" not in r.stderr
+    assert "cut.dat: is truncated" in r.stderr and "416 whole samples" in r.stderr and "copy the record" in r.stderr
+
+
 def test_no_daemon_is_exit_3_and_says_so(tmp_path):
     r = cli("status", "--config", str(_config(tmp_path)))
     assert r.returncode == EXIT_NO_DAEMON and "is it running" in r.stderr and "Traceback" not in r.stderr
