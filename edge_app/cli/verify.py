@@ -18,6 +18,7 @@ def add_parsers(sub: argparse._SubParsersAction, with_config) -> None:
     c = asub.add_parser("verify", help="verify the hash chain")
     with_config(c)
     c.add_argument("--file", help="audit.jsonl (default <state_dir>/audit.jsonl)")
+    c.add_argument("--head", help="SEQ:HASH recorded off the device (telemetry audit_head): the log must hold it")
     c.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_audit)
 
@@ -57,7 +58,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
         v = AuditVerification(False, 0, GENESIS, [f"{path} is missing although {state_dir} holds stored results: "
                                                   f"the audit log was removed"])
     else:
-        v = verify_audit_log(path)
+        try:
+            v = verify_audit_log(path, head=getattr(args, "head", None))
+        except ValueError as e:
+            return fail("audit verify", f"--head: {e}", EXIT_BAD_INPUT)
     ok = v.ok
     if args.json:
         print(dumps(v.__dict__ | {"ok": ok}))
@@ -66,6 +70,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
               f"last hash {v.last_hash[:16]}...")
         for p in v.problems:
             print(f"  {p}")
+        for note in getattr(v, "notes", []):
+            print(f"  note: {note}")
         if v.kinds:
             print("  " + ", ".join(f"{k} {n}" for k, n in sorted(v.kinds.items())))
     return EXIT_OK if ok else EXIT_FAILED

@@ -8,6 +8,12 @@ Why fsync per entry: entries record what the device concluded and who acknowledg
 was reported as written must survive a power cut. A crash can only leave a torn *last* line (never
 committed); on open it is cut off and the cut is itself recorded as an `audit_tail_repaired` entry, so
 the repair is visible rather than silent.
+
+Anchor (audit_anchor.py): after each entry the head (seq, hash) is written, authenticated with a device key,
+to a file beside the log. A chain cut short or edited and re-hashed no longer matches it: `verify_audit_log`
+reports it, and so does the next AuditLog open (which records what it found as an audit entry before going on:
+audit_truncation_detected, audit_anchor_mismatch, audit_anchor_invalid, audit_unanchored_entries; a log from
+before anchoring gets audit_anchor_created). Guarantee and limit: see audit_anchor.py and docs/daemon.md.
 """
 from __future__ import annotations
 
@@ -22,9 +28,13 @@ from typing import Any, Iterator
 
 from edge_app.results import utc_now_iso
 from edge_app.storage.atomic import fsync_dir
+from edge_app.storage.audit_anchor import AnchorError, AnchorWriter, anchor_path, key_path, load_key, read_anchor
 
 log = logging.getLogger(__name__)
 GENESIS = "0" * 64
+#: entries the log writes about itself when its anchor disagrees: verify reports them as problems
+ANCHOR_FINDINGS = ("audit_truncation_detected", "audit_anchor_mismatch", "audit_anchor_invalid",
+                   "audit_unanchored_entries")
 
 
 def _canonical(entry: dict[str, Any]) -> bytes:
@@ -46,10 +56,44 @@ class AuditLog:
         self.max_bytes = int(max_bytes)
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._prev_of_last = GENESIS
         self._seq, self._last_hash, repaired = self._recover_tail()
+        self._anchor = AnchorWriter(self.path)
+        finding = self._check_anchor()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         if repaired:
             self.append("audit_tail_repaired", {"truncated_bytes": repaired})
+        if finding:
+            log.error("audit log %s: %s %s", self.path, finding[0], finding[1])
+            self.append(*finding)
+
+    def _check_anchor(self) -> tuple[str, dict[str, Any]] | None:
+        """Compare the log's head with its anchor; on disagreement re-anchor at the log's head and return the
+        finding to audit (the evidence stays in the chain, verify reports it)."""
+        seq, h = self._seq, self._last_hash
+        try:
+            head = self._anchor.read()
+        except AnchorError as exc:
+            self._anchor.reset(seq, h)
+            return "audit_anchor_invalid", {"reason": str(exc), "log_seq": seq}
+        finding = None
+        if head is None:
+            if seq and self._anchor.key_existed:
+                finding = "audit_anchor_invalid", {"reason": "the anchor is missing or empty although the device "
+                                                             "key exists (removed?)", "log_seq": seq}
+            elif seq:
+                finding = "audit_anchor_created", {"log_seq": seq, "note": "entries before this were not anchored"}
+        elif head.seq > seq:
+            finding = "audit_truncation_detected", {"anchored_seq": head.seq, "log_seq": seq}
+        elif head.seq == seq and head.hash != h:
+            finding = "audit_anchor_mismatch", {"anchored_seq": head.seq, "anchored_hash": head.hash, "log_hash": h}
+        elif head.seq == seq - 1 and head.hash != self._prev_of_last:
+            finding = "audit_anchor_mismatch", {"anchored_seq": head.seq, "anchored_hash": head.hash}
+        elif head.seq < seq - 1:
+            finding = "audit_unanchored_entries", {"anchored_seq": head.seq, "log_seq": seq}
+        if finding is not None or (head is not None and head.seq != seq):
+            self._anchor.reset(seq, h)
+        return finding
 
     def _recover_tail(self) -> tuple[int, str, int]:
         if not self.path.exists():
@@ -63,6 +107,7 @@ class AuditLog:
             if segs:
                 last = _last_entry(segs[-1])
                 if last is not None:
+                    self._prev_of_last = str(last.get("prev_hash", GENESIS))
                     return int(last["seq"]), str(last["hash"]), 0
             return 0, GENESIS, 0
         with open(self.path, "rb") as f:
@@ -84,6 +129,7 @@ class AuditLog:
         if not lines:
             return 0, GENESIS, repaired
         last = json.loads(lines[-1])
+        self._prev_of_last = str(last.get("prev_hash", GENESIS))
         return int(last["seq"]), str(last["hash"]), repaired
 
     def _rotate(self) -> None:
@@ -112,6 +158,10 @@ class AuditLog:
             os.fsync(self._fd)
             self._seq += 1
             self._last_hash = entry["hash"]
+            try:
+                self._anchor.update(self._seq, self._last_hash)
+            except OSError as exc:   # the entry is written; a lagging anchor shows up in verify
+                log.error("audit anchor not updated at seq %d: %s", self._seq, exc)
             return entry
 
     @property
@@ -122,12 +172,19 @@ class AuditLog:
     def seq(self) -> int:
         return self._seq
 
+    @property
+    def head(self) -> str:
+        """"SEQ:HASH" of the last entry: published in telemetry (audit_head) so a copy lives off the device;
+        `ecg-edge audit verify --head SEQ:HASH` checks the log against it."""
+        return f"{self._seq}:{self._last_hash}"
+
     def close(self) -> None:
         with self._lock:
             if self._fd >= 0:
                 os.fsync(self._fd)
                 os.close(self._fd)
                 self._fd = -1
+            self._anchor.close()
 
 
 def rotated_segments(path: str | os.PathLike) -> list[Path]:
@@ -159,15 +216,47 @@ class AuditVerification:
     last_hash: str
     problems: list[str] = field(default_factory=list)
     kinds: dict[str, int] = field(default_factory=dict)
+    anchored_seq: int | None = None
+    notes: list[str] = field(default_factory=list)
 
 
-def verify_audit_log(path: str | os.PathLike) -> AuditVerification:
+def _parse_head(head: str | None) -> tuple[int, str] | None:
+    if not head:
+        return None
+    seq, _, h = head.partition(":")
+    if not seq.isdigit() or len(h) != 64:
+        raise ValueError(f"head {head!r} is not SEQ:HASH (a seq number and a 64-hex-digit hash)")
+    return int(seq), h.lower()
+
+
+def verify_audit_log(path: str | os.PathLike, head: str | None = None) -> AuditVerification:
     """Walk the chain through every rotated segment and the current file; report the first broken link
-    (line numbers are 1-based, per file)."""
+    (line numbers are 1-based, per file). Then check the chain against its anchor (the authenticated head kept
+    beside the log) and, when given, against `head` = "SEQ:HASH" recorded elsewhere (e.g. the audit_head the
+    device reported in its telemetry): a log cut short or edited and re-hashed fails here."""
     prev, n, problems, kinds = GENESIS, 0, [], {}
+    notes: list[str] = []
     p = Path(path)
     if not p.exists():
         return AuditVerification(False, 0, GENESIS, [f"{p} does not exist"])
+    anchored = None
+    ap, kp = anchor_path(p), key_path(p)
+    if ap.exists() or kp.exists():
+        try:
+            anchored = read_anchor(ap, load_key(kp))
+            if anchored is None and ap.exists() and p.stat().st_size:
+                problems.append(f"{ap.name} holds no head although the log has entries (anchor wiped)")
+            elif anchored is None and not ap.exists():
+                problems.append(f"{ap.name} is missing although the device key exists (anchor removed)")
+        except AnchorError as exc:
+            problems.append(str(exc))
+    else:
+        notes.append("not anchored (no anchor or device key beside the log): a cut-off end cannot be detected "
+                     "from the log alone; compare with a published head (--head SEQ:HASH)")
+    external = _parse_head(head)
+    want = {s for s in ((anchored.seq if anchored else None), (external[0] if external else None)) if s}
+    hash_at: dict[int, str] = {}
+    findings: list[str] = []
     for fp in rotated_segments(p) + [p]:
         with open(fp, "rb") as f:
             data = f.read()
@@ -194,6 +283,30 @@ def verify_audit_log(path: str | os.PathLike) -> AuditVerification:
             prev = e["hash"]
             n += 1
             kinds[e.get("kind", "?")] = kinds.get(e.get("kind", "?"), 0) + 1
+            if n in want:
+                hash_at[n] = prev
+            if e.get("kind") in ANCHOR_FINDINGS:
+                findings.append(f"{where} (seq {n}): the device found its log disagreeing with the anchor: "
+                                f"{e['kind']} {json.dumps(e.get('data'), sort_keys=True)}")
         if problems:
             break
-    return AuditVerification(not problems, n, prev, problems, kinds)
+    if not problems:
+        problems += findings
+        for label, ref in (("anchor", (anchored.seq, anchored.hash) if anchored else None), ("--head", external)):
+            if ref is None:
+                continue
+            seq, h = ref
+            if n < seq:
+                problems.append(f"the log ends at seq {n} but the {label} records seq {seq}: "
+                                f"{seq - n} entries at the end were cut off")
+            elif hash_at.get(seq) != h:
+                problems.append(f"entry seq {seq} does not match the {label}'s hash: the log was edited and its "
+                                "chain recomputed")
+        if anchored is not None and not problems:
+            after = n - anchored.seq
+            if after > 1:
+                problems.append(f"{after} entries after the anchored head (seq {anchored.seq}); a crash leaves at "
+                                "most 1: entries were appended without the device key")
+            elif after == 1:
+                notes.append("the last entry is not anchored yet (a crash between the log write and the anchor)")
+    return AuditVerification(not problems, n, prev, problems, kinds, anchored.seq if anchored else None, notes)
