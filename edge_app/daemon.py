@@ -257,7 +257,8 @@ class Daemon:
                  triage.heart_rate_bpm, self.telemetry.last_latency_ms)
 
     def _metrics(self) -> dict[str, Any]:
-        return self.telemetry.metrics(self.state, self.driver, self.alarms.active_codes())
+        return {**self.telemetry.metrics(self.state, self.driver, self.alarms.active_codes()),
+                "audit_head": self.audit.head}       # a copy of the audit chain's head off the device
 
     def _publish_status(self) -> None:
         self.alarms.refresh_if_due()      # keeps alarms.json's age = how long we have been down, for restore
