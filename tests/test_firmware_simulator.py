@@ -148,3 +148,33 @@ def test_device_answers_commands_like_firmware():
         ser.close()
     finally:
         sim.stop()
+
+
+def test_missing_samples_in_the_record_become_a_gap_on_the_wire(tmp_path):
+    """A record's missing samples (NaN) are never sent as zeros: the frames holding them are not sent, so the
+    host sees a sequence gap of exactly that size and no invented signal (issue 14 item 7, the one NaN rule)."""
+    hea = (REC500.parent / (REC500.name + ".hea")).read_text().replace(REC500.name, "gap")
+    x = np.fromfile(str(REC500) + ".dat", dtype="<i2").reshape(-1, 12).copy()
+    x[1000:1100, 1] = -32768                  # 0.2 s of lead II missing, from 2.0 s (frames 100..104 of 10 ms)
+    (tmp_path / "gap.hea").write_text(hea)
+    x.astype("<i2").tofile(tmp_path / "gap.dat")
+    fs, uv = load_record(tmp_path / "gap")
+    assert np.isnan(uv[1000:1100, 1]).all() and not np.isnan(uv[:1000]).any()
+    sim = FrontEndSimulator(tmp_path / "gap", fs=500, speed=0, loop=False)
+    blocks = []
+    try:
+        with FrontEndDriver(sim.start()) as drv:
+            deadline = time.monotonic() + 30
+            for b in drv.blocks(0.2):
+                if b is not None:
+                    blocks.append(b)
+                elif sim.finished and not sim._out:
+                    break
+                assert time.monotonic() < deadline
+    finally:
+        sim.stop()
+    gaps = [(b.first_index, b.gap_before) for b in blocks if b.gap_before]
+    assert gaps == [(1100, 100)], gaps                       # exactly the missing 0.2 s, nothing else
+    assert sim.stats.frames_missing == 10 and sim.stats.frames_dropped == 0
+    got = np.concatenate([b.leads_uv for b in blocks])
+    assert np.isfinite(got).all() and len(got) == 5000 - 100
