@@ -125,8 +125,8 @@ def _check_header(base: Path) -> _HeaderLines:
     hea = Path(str(base) + ".hea")
     where = str(hea)
     if not hea.is_file():
-        raise RecordError(f"{where}: not found (no WFDB header, so no WFDB record at {base}); give the record path without extension "
-                          f"(e.g. records500/00000/00001_hr for 00001_hr.hea + 00001_hr.dat)")
+        raise RecordError(f"{where}: not found (no WFDB header, so no WFDB record at {base}); give the record "
+                          f"path without extension (e.g. records500/00000/00001_hr for 00001_hr.hea + 00001_hr.dat)")
     raw = hea.read_bytes()
     if b"\x00" in raw:
         raise RecordError(f"{where}: is a binary file, not a WFDB header (a .hea is a short text file); "

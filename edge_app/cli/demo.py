@@ -27,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--sex", choices=["male", "female"])
     sp.add_argument("--json", action="store_true", help="one JSON result per line")
     sp.add_argument("--display", action="store_true", help="also serve the bedside page and print its URL")
-    sp.add_argument("--display-port", type=int, default=0, metavar="PORT", help="port for --display (default: a free one)")
+    sp.add_argument("--display-port", type=int, default=0, metavar="PORT",
+                    help="port for --display (default: a free one)")
     sp.add_argument("--display-host", default="127.0.0.1", metavar="ADDR",
                     help="address for --display (default 127.0.0.1; 0.0.0.0 serves other machines)")
     sp.add_argument("--verbose", "-v", action="store_true")
