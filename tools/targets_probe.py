@@ -71,7 +71,7 @@ def probe(config: str) -> dict:
     r["write_etc"] = _try(lambda: write_in("/etc"))
     r["write_usr"] = _try(lambda: write_in("/usr/local"))
     r["write_opt"] = _try(lambda: write_in("/opt/ecg-edge"))
-    r["read_home"] = _try(lambda: os.listdir("/root") and "listed /root")
+    r["read_home"] = _try(lambda: f"listed /home ({len(os.listdir('/home'))} entries)")   # 0755 without ProtectHome
     r["non_local_udp"] = _try(lambda: udp("192.0.2.1", 9))                 # TEST-NET-1: nothing needs to exist
     r["non_local_tcp"] = _try(lambda: tcp("192.0.2.1", 80, timeout=1.0))
     r["packet_socket"] = _try(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW).close() or "AF_PACKET")
