@@ -137,3 +137,23 @@ def test_json_safe_is_strict_about_nan_and_unknown_types():
     with pytest.raises(TypeError):
         json_safe({"x": object()})
     assert json_safe({"x": Path("/a")}, unknown=str) == {"x": "/a"}
+
+
+def test_a_tampered_model_is_a_failure_not_a_traceback(tmp_path):
+    """The model on the device is not the user's input: a tampered one is FAILED (1), said plainly."""
+    import shutil
+    man = json.loads((ROOT / "quantized_models" / "manifest.json").read_text())
+    for f in (ROOT / "quantized_models").iterdir():
+        if f.is_file():
+            shutil.copy(f, tmp_path / f.name)
+    tfl = next(tmp_path.glob("*.tflite"))
+    blob = bytearray(tfl.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    tfl.write_bytes(bytes(blob))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[model]\nmanifest = "{tmp_path / "manifest.json"}"\n')
+    assert man["classes"]
+    for args in (["replay", "00181_lr"], ["selftest"]):
+        r = cli(*args, "--config", str(cfg))
+        assert r.returncode == EXIT_FAILED and "Traceback" not in r.stderr + r.stdout, (args, r.stderr)
+        assert "tampered" in r.stderr + r.stdout

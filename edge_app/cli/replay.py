@@ -9,7 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
-from edge_app.cli.common import EXIT_BAD_INPUT, EXIT_OK, config_error, fail, load_config, setup_logging
+from edge_app.cli.common import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, config_error, fail, load_config,
+                                 setup_logging)
 from edge_app.cli.show import format_result
 
 
@@ -35,13 +36,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except ConfigError as e:
         return config_error("replay", e)
     setup_logging("WARNING")
-    from edge_app.inference import load_model
+    from edge_app.inference import BackendError, ModelError, load_model
     from edge_app.patient import validate_patient
     try:
         ctx = validate_patient(args.age, args.sex)
     except ValueError as e:
         return fail("replay", str(e), EXIT_BAD_INPUT)
-    model = load_model(cfg.manifest_path, backend=cfg.get("model.backend"), num_threads=cfg.get("model.num_threads"))
+    try:
+        model = load_model(cfg.manifest_path, backend=cfg.get("model.backend"),
+                           num_threads=cfg.get("model.num_threads"))
+    except (ModelError, BackendError) as e:     # a missing or tampered model: the device's problem, not the input's
+        return fail("replay", f"cannot load the model: {e}", EXIT_FAILED)
     settings = PipelineSettings.from_config(cfg)
     if args.stride:
         settings.stride_s = float(args.stride)
