@@ -124,8 +124,10 @@ def _polyphase_strided(buf: np.ndarray, first: int, k0: int, k1: int, up: int, d
         p, j0 = m0 % up, m0 // up - first
         stop = j0 + down * (n - 1) + 1
         acc = H[p, 0] * buf[j0:stop:down]
-        for t in range(1, ntap):
-            acc += H[p, t] * buf[j0 - t:stop - t:down]
+        tmp = np.empty_like(acc)
+        for t in range(1, ntap):                     # acc += h_t * x_t, without a temporary per tap
+            np.multiply(buf[j0 - t:stop - t:down], H[p, t], out=tmp)
+            acc += tmp
         out[r::up] = acc
     return out
 
