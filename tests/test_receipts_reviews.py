@@ -285,6 +285,25 @@ def test_bedside_page_in_chromium_shows_queued_then_received_then_the_review(tmp
             sync_api.expect(tab.locator("#notice")).to_contain_text("NOT A DIAGNOSIS")
             assert tab.locator("#station").bounding_box()["y"] < 400      # above the fold, under the banner
             tab.screenshot(path=str(tmp_path / "bedside.png"))
+
+            # the monitor goes on: a newer window takes the screen, the hospital's word must stay visible
+            newer, uv2, fs2 = _result("amb-07")
+            store.put(newer, uv2, fs2)
+            hub.push_result(newer)
+            sync_api.expect(tab.locator("#result-title")).to_have_attribute("data-id", newer["id"], timeout=10000)
+            sync_api.expect(review).to_contain_text("Hospital review of ECG ", timeout=10000)
+            sync_api.expect(review).to_contain_text("CONFIRMED")
+            sync_api.expect(delivery).to_contain_text("not yet delivered")          # the newer one: not sent
+            tab.click("#review-show")
+            sync_api.expect(tab.locator("#result-title")).to_have_attribute("data-id", r["id"])
+            sync_api.expect(delivery).to_contain_text(f"received by {STATION}")
+            sync_api.expect(tab.locator("#review-show")).to_have_count(0)
+
+            # a reload (or a daemon restart: the sink reads the newest review back) still shows it
+            tab.reload()
+            sync_api.expect(review).to_contain_text("CONFIRMED", timeout=10000)
+            StationFeedbackSink(state, store, None, None, hub2 := LiveHub())
+            assert hub2.status()["last_review"]["result_id"] == r["id"]
         finally:
             browser.close()
             station.loop_stop()

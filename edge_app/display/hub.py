@@ -88,6 +88,7 @@ class LiveHub:
         self._status: dict[str, Any] = {}
         self._patient: dict[str, Any] = {"age": None, "sex": None}
         self._heart_rate: float | None = None
+        self._last_review: dict[str, Any] | None = None   # the hospital's newest review, whichever result
         self._started = time.time()
 
     # ------------------------------------------------------------------ pushes (daemon side)
@@ -189,7 +190,14 @@ class LiveHub:
     def push_feedback(self, result_id: str, feedback: dict[str, Any]) -> None:
         """The receiving station's word on a result changed (receipt, review, queued count): SSE 'feedback'."""
         with self._cond:
-            self._bump("feedback", {"result_id": str(result_id), "feedback": _plain(dict(feedback))})
+            fb = _plain(dict(feedback))
+            review = fb.get("review")
+            if isinstance(review, dict) and (self._last_review is None or review.get("received_at", "") >=
+                                             self._last_review["review"].get("received_at", "")):
+                # new results arrive every stride: the newest review must stay visible whatever is on screen
+                self._last_review = {"result_id": str(result_id), "result_time": fb.get("result_time"),
+                                     "review": review}
+            self._bump("feedback", {"result_id": str(result_id), "feedback": fb})
 
     def _feedback(self, result_id: Any) -> dict[str, Any] | None:
         if self.feedback_lookup is None or not result_id:
@@ -303,6 +311,7 @@ class LiveHub:
                 "alarms": [dict(a) for a in self._alarms.values() if not a.get("acknowledged")],
                 "latest_id": self._latest_id,
                 "latest": self.summary(latest) if latest else None,
+                "last_review": dict(self._last_review) if self._last_review else None,
                 "version": self._version,
             }
 

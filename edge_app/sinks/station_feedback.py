@@ -70,6 +70,9 @@ class StationFeedbackSink:
             uplink.subscribe(uplink.topics.review, self.on_review)
         if hub is not None:
             hub.feedback_lookup = self.feedback
+            last = self.store.latest_review()
+            if last is not None:                          # the newest word survives a restart of the daemon
+                self._push(last["result_id"])
 
     def subscribe(self, bus: Dispatcher) -> None:
         if self.hub is not None and self.uplink is not None:
@@ -197,6 +200,7 @@ class StationFeedbackSink:
         no receipt yet) | "queued" (queued: messages waiting in the outbox) | "local_only" (no uplink)."""
         receipts = self.store.receipts(result_id)
         reviews = self.store.reviews(result_id)
+        stored = self.results.get(result_id)
         if receipts:
             first = next((r for r in receipts if r["kind"] == "triage"), receipts[0])
             delivery: dict[str, Any] = {"state": "received", "station": first["station"],
@@ -205,13 +209,12 @@ class StationFeedbackSink:
         elif self.uplink is None:
             delivery = {"state": "local_only"}
         else:
-            stored = self.results.get(result_id)
             if stored is not None and stored.get("delivered"):
                 delivery = {"state": "sent"}
             else:
                 delivery = {"state": "queued", "queued": _outbox_depth(self.uplink)}
-        return {"result_id": result_id, "delivery": delivery, "review": reviews[-1] if reviews else None,
-                "reviews": reviews}
+        return {"result_id": result_id, "result_time": stored.get("time") if stored else None,
+                "delivery": delivery, "review": reviews[-1] if reviews else None, "reviews": reviews}
 
 
 def _outbox_depth(uplink: Any) -> int | None:

@@ -104,6 +104,13 @@ class FeedbackStore:
                                     (result_id,)).fetchall()
         return [dict(zip(REVIEW_FIELDS, r)) for r in rows]
 
+    def latest_review(self) -> dict[str, Any] | None:
+        """The newest review received, whichever result (the page shows it after a restart too)."""
+        with self._lock:
+            row = self._db.execute(f"SELECT {', '.join(REVIEW_FIELDS)} FROM reviews ORDER BY seq DESC LIMIT 1"
+                                   ).fetchone()
+        return None if row is None else dict(zip(REVIEW_FIELDS, row))
+
     def stats(self) -> dict[str, int]:
         with self._lock:
             return {t: int(self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in ("receipts", "reviews")}

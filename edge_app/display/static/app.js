@@ -24,7 +24,7 @@ const perf = { frames: 0, drawMsTotal: 0, drawMsMax: 0, drawMs: [], msgs: 0, msg
 const st = {
   fs: 125, N: 1250, buf: [], latestSeq: 0, displaySeq: 0, drawnSeq: 0, haveData: false,
   lastSampleAt: 0, connected: false, electrodes: {}, leads: {}, quality: null, heartRate: null,
-  results: [], latest: null, lastClinical: null, selectedId: null, detail: null, alarms: new Map(),
+  results: [], latest: null, lastClinical: null, selectedId: null, detail: null, alarms: new Map(), lastReview: null,
   patient: { age: null, sex: null }, formSex: undefined, geom: null, rgeom: null, status: null, stale: true,
 };
 window.ecg = { st, perf };
@@ -378,45 +378,69 @@ const VERDICTS = { confirmed: "CONFIRMED", not_confirmed: "NOT CONFIRMED", repea
 function renderStation() {
   const box = $("station"), del = $("delivery"), rev = $("review");
   const r = st.detail, fb = r && r.feedback;
-  if (!r || !fb) { box.classList.add("hidden"); return; }
+  // The review shown: the one of the result on screen, else the hospital's newest (new windows keep coming
+  // every stride, so a review of an ECG from minutes ago must stay visible until the crew looks at it).
+  const shown = fb && fb.review ? { result_id: r.id, result_time: r.time, review: fb.review } : st.lastReview;
+  if (!fb && !shown) { box.classList.add("hidden"); return; }
   box.classList.remove("hidden");
-  const d = fb.delivery || {};
-  const which = `ECG ${fmtTime(r.time)}: `;                       // the result on screen, as in its title
   del.className = "delivery";
-  del.dataset.state = d.state || "";
-  if (d.state === "received") {
-    del.textContent = which + `received by ${d.station} at ${fmtTime(d.stored_at)}` +
-      (d.strip_received ? " (with 12-lead strip)" : "");
-    del.classList.add("received");
-  } else if (d.state === "sent") {
-    del.textContent = which + "sent, awaiting receipt from the hospital";
-    del.classList.add("waiting");
-  } else if (d.state === "queued") {
-    del.textContent = which + `not yet delivered, ${d.queued ?? "?"} queued`;
-    del.classList.add("waiting");
-  } else {
-    del.textContent = which + "kept on this device only (no uplink)";
+  del.dataset.state = "";
+  del.textContent = "";
+  if (fb) {
+    const d = fb.delivery || {};
+    const which = `ECG ${fmtTime(r.time)}: `;                     // the result on screen, as in its title
+    del.dataset.state = d.state || "";
+    if (d.state === "received") {
+      del.textContent = which + `received by ${d.station} at ${fmtTime(d.stored_at)}` +
+        (d.strip_received ? " (with 12-lead strip)" : "");
+      del.classList.add("received");
+    } else if (d.state === "sent") {
+      del.textContent = which + "sent, awaiting receipt from the hospital";
+      del.classList.add("waiting");
+    } else if (d.state === "queued") {
+      del.textContent = which + `not yet delivered, ${d.queued ?? "?"} queued`;
+      del.classList.add("waiting");
+    } else {
+      del.textContent = which + "kept on this device only (no uplink)";
+    }
   }
-  const v = fb.review;
+  const v = shown && shown.review;
   rev.className = "review" + (v ? " " + v.verdict : " hidden");
   rev.dataset.verdict = v ? v.verdict : "";
+  rev.dataset.resultId = v ? shown.result_id : "";
   rev.innerHTML = "";
   if (!v) return;
+  const other = !r || shown.result_id !== r.id;
   const head = document.createElement("span");
   head.className = "verdict";
-  head.textContent = `Hospital review: ${VERDICTS[v.verdict] || v.verdict}`;
+  head.textContent = `Hospital review${other ? ` of ECG ${fmtTime(shown.result_time)}` : ""}: ` +
+    (VERDICTS[v.verdict] || v.verdict);
   const who = document.createElement("span");
   who.textContent = ` — ${v.reviewer}, ${v.station}, ${fmtTime(v.reviewed_at)}`;
   rev.append(head, who);
+  if (other) {
+    const btn = document.createElement("button");
+    btn.type = "button"; btn.className = "btn btn-show"; btn.id = "review-show"; btn.textContent = "Show that ECG";
+    btn.addEventListener("click", () => { st.selectedId = shown.result_id; showResult(shown.result_id).then(renderProbs); });
+    rev.appendChild(btn);
+  }
   if (v.text) {
     const t = document.createElement("span");
     t.className = "review-text"; t.textContent = v.text;
     rev.appendChild(t);
   }
 }
+function noteReview(lr) {
+  if (!lr || !lr.review) return;
+  const cur = st.lastReview && st.lastReview.review;
+  if (!cur || (lr.review.received_at || "") >= (cur.received_at || "")) st.lastReview = lr;
+}
 function onFeedback(d) {
   for (const r of st.results) if (r.id === d.result_id) r.feedback = d.feedback;
-  if (st.detail && st.detail.id === d.result_id) { st.detail.feedback = d.feedback; renderStation(); }
+  if (d.feedback && d.feedback.review)
+    noteReview({ result_id: d.result_id, result_time: d.feedback.result_time, review: d.feedback.review });
+  if (st.detail && st.detail.id === d.result_id) st.detail.feedback = d.feedback;
+  renderStation();
 }
 
 /* ------------------------------------------------------------------ side panels */
@@ -616,7 +640,8 @@ function applyStatus(s) {
   if (s.heart_rate !== undefined && s.heart_rate !== null) st.heartRate = s.heart_rate;
   if (s.patient) st.patient = s.patient;
   for (const a of s.alarms || []) st.alarms.set(String(a.id), a);
-  renderElectrodes(); renderHr(); renderPatient(); renderAlarms();
+  noteReview(s.last_review);
+  renderElectrodes(); renderHr(); renderPatient(); renderAlarms(); renderStation();
 }
 function connect() {
   const es = new EventSource("/api/live");
