@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -281,6 +282,7 @@ def test_bedside_page_in_chromium_shows_queued_then_received_then_the_review(tmp
             review = tab.locator("#review")
             sync_api.expect(review).to_contain_text("Hospital review: CONFIRMED", timeout=15000)
             sync_api.expect(review).to_contain_text("Dr A. Cardio")
+            sync_api.expect(tab.locator("#station")).to_have_class(re.compile(r"\bfresh\b"))   # draws the eye
             sync_api.expect(review).to_contain_text("Inferior STEMI. Cath lab activated.")
             sync_api.expect(tab.locator("#notice")).to_contain_text("NOT A DIAGNOSIS")
             assert tab.locator("#station").bounding_box()["y"] < 400      # above the fold, under the banner

@@ -437,10 +437,16 @@ function noteReview(lr) {
 }
 function onFeedback(d) {
   for (const r of st.results) if (r.id === d.result_id) r.feedback = d.feedback;
+  const before = st.lastReview && st.lastReview.review.review_id;
   if (d.feedback && d.feedback.review)
     noteReview({ result_id: d.result_id, result_time: d.feedback.result_time, review: d.feedback.review });
   if (st.detail && st.detail.id === d.result_id) st.detail.feedback = d.feedback;
   renderStation();
+  if (st.lastReview && st.lastReview.review.review_id !== before) {   // a new word from the hospital: draw the eye
+    $("station").classList.add("fresh");
+    clearTimeout(st.freshTimer);
+    st.freshTimer = setTimeout(() => $("station").classList.remove("fresh"), 15000);
+  }
 }
 
 /* ------------------------------------------------------------------ side panels */
@@ -694,7 +700,7 @@ function setupForm() {
   document.querySelectorAll(".btn-sex").forEach(b => b.addEventListener("click", () => setFormSex(b.dataset.sex)));
   document.querySelectorAll(".btn-step").forEach(b => b.addEventListener("click", () => {
     const inp = $("age"); const v = inp.value === "" ? (st.patient.age ?? 50) : +inp.value;
-    inp.value = Math.max(0, Math.min(120, Math.round(v + +b.dataset.step)));
+    inp.value = Math.max(0, Math.min(130, Math.round(v + +b.dataset.step)));
   }));
   $("patient-form").addEventListener("submit", async ev => {
     ev.preventDefault();
@@ -702,7 +708,7 @@ function setupForm() {
     const raw = $("age").value.trim();
     if (raw !== "") {
       const a = Number(raw);
-      if (!Number.isFinite(a) || a < 0 || a > 120) { msg("Age must be 0–120 years", false); return; }
+      if (!Number.isFinite(a) || a < 0 || a > 130) { msg("Age must be 0–130 years", false); return; }
       body.age = a;
     }
     if (st.formSex !== undefined) body.sex = st.formSex === "" ? null : st.formSex;
