@@ -41,7 +41,7 @@ BYTES_PER_SAMPLE: dict[str, float] = {"8": 1, "16": 2, "24": 3, "32": 4, "61": 2
 INVALID_SAMPLE_VALUE: dict[str, int] = {"80": -128, "508": -128, "310": -512, "311": -512, "212": -2048,
                                         "16": -32768, "61": -32768, "160": -32768, "516": -32768,
                                         "24": -8388608, "524": -8388608, "32": -2147483648}
-_EXTENSIONS = (".hea", ".dat")
+_EXTENSIONS = (".hea", ".dat", ".atr")     # a record is named without extension; these point at it
 
 
 class RecordError(ValueError):
@@ -96,7 +96,7 @@ class WfdbRecord:
 
 
 def record_base(path: str | os.PathLike) -> Path:
-    """'x/100', 'x/100.hea' or 'x/100.dat' -> Path('x/100') (WFDB names records without extension)."""
+    """'x/100', 'x/100.hea', 'x/100.dat' or 'x/100.atr' -> Path('x/100') (WFDB names records without extension)."""
     p = Path(path)
     return p.with_suffix("") if p.suffix in _EXTENSIONS else p
 
