@@ -343,7 +343,7 @@ BAD_REQUESTS = [
     # (method, path, body, content-type, expected status)
     ("POST", "/api/patient", b'{"age": "sixty", "sex": "female"}', "application/json", 400),
     ("POST", "/api/patient", b'{"age": -1}', "application/json", 400),
-    ("POST", "/api/patient", b'{"age": 121}', "application/json", 400),
+    ("POST", "/api/patient", b'{"age": 131}', "application/json", 400),      # the one age range: 0-130
     ("POST", "/api/patient", b'{"age": true}', "application/json", 400),
     ("POST", "/api/patient", b'{"age": NaN}', "application/json", 400),
     ("POST", "/api/patient", b'{"sex": "x"}', "application/json", 400),
