@@ -6,16 +6,15 @@ Why this shape: the daemon must never block on a browser, and the display must n
 daemon's internals. So the daemon PUSHES what it already has into a thread-safe in-memory
 `LiveHub`; a stdlib `DisplayServer` (ThreadingHTTPServer, no web framework, every asset shipped in
 `edge_app/display/static/`) serves the page and API from the hub. Writes from the page (patient
-context, alarm acknowledgement) go through the hub's `controller` (the daemon's DeviceControl from
-`edge_app.uplink.control`), so they are validated, audited and visible over MQTT exactly like
-fleet-side writes.
+context, alarm acknowledgement) go through the hub's `commands` (the device's command router,
+edge_app/command_router.py, transport "http"), so they are validated, audited and visible over MQTT
+exactly like fleet-side writes.
 
 Wiring (daemon side)::
 
     from edge_app.display import LiveHub, DisplayServer
 
-    hub = LiveHub(controller=device_control)          # object with set_patient(age, sex),
-                                                      # clear_patient(), acknowledge_alarm(alarm_id, by)
+    hub = LiveHub(commands=CommandRouter(operations, "http"))   # None: the page refuses writes (503)
     server = DisplayServer(hub, host="127.0.0.1", port=8080)
     server.start()                                    # background threads; returns at once
     ...
@@ -31,7 +30,8 @@ Wiring (daemon side)::
     ...
     server.stop()
 
-The daemon (edge_app/daemon.py, `[display] enabled = true`) does exactly this.
+The daemon (edge_app/daemon.py, `[display] enabled = true`) does this through edge_app/sinks/display.py,
+which turns the dispatcher's messages (blocks, results, alarm changes, status, patient) into these pushes.
 
 Result dicts (TriageResult.to_dict()) are shown as they are; the page reads these keys when present:
 ``id``, ``time`` (ISO-8601 or epoch s), ``triage`` {``level``/``label``, ``priority``, ``message``} or

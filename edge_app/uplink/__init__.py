@@ -4,18 +4,16 @@ A triage aid, not a diagnosis: every triage payload carries "disclaimer".
 
 Public API (other modules depend on these names; see docs/mqtt.md for the topic tree and payloads)
 ---------------------------------------------------------------------------------------------------
-edge_app.uplink.settings
+edge_app.uplink.settings (defined in edge_app/mqtt_settings.py, below the config loader)
     MqttConfig (frozen dataclass) -- the [mqtt] TOML section.
     MqttConfig.from_dict(d: dict) -> MqttConfig     raises edge_app.errors.ConfigError("mqtt.<key>", problem, fix)
     keys: enabled=false, host="127.0.0.1", port=1883, prefix="ecg", keepalive_s=30, client_id="", protocol="5"|"3.1.1",
           username, password | password_file, tls=false, ca_file, cert_file, key_file, telemetry_interval_s=30,
           reconnect_min_s=1, reconnect_max_s=60, max_command_bytes=8 MiB, model_public_key (Ed25519 PEM path),
           outbox_max_bytes=512 MiB, outbox_min_free_bytes=64 MiB, historical_after_s=60, max_inflight=20
-edge_app.uplink.control
-    DeviceControl (Protocol, implemented by the daemon):
-        status() -> dict; get_config() -> dict (with "config_version"); set_config(changes) -> dict (raises
-        ConfigError, applies nothing on error); set_patient(age, sex) -> dict; clear_patient() -> dict;
-        acknowledge_alarm(alarm_id, by) -> dict
+edge_app.command_router.DeviceControl (Protocol, implemented by edge_app.operations.DeviceOperations):
+        the device operations MQTT commands reach through the one command router (uplink/commands.py only
+        decodes the MQTT envelope); see edge_app/command_router.py for names, arguments and error codes.
 edge_app.model_store
     ModelStore(state_dir, shipped_manifest_path, on_change=None, selftest=None)
         active_manifest_path() -> str          manifest of the model to load (staged 'current' or the shipped one)
