@@ -47,6 +47,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from firmware_bridge.records import RecordError
     from firmware_bridge.simulator import FrontEndSimulator, SimulatorError
     setup_logging("ERROR" if not args.verbose else "INFO")
+    if args.duration is not None and not args.duration > 0:
+        return fail("demo", f"--duration {args.duration:g}: give a number of seconds above 0 (or leave it out "
+                            f"to run until Ctrl-C)", EXIT_BAD_INPUT)
     tmp = tempfile.TemporaryDirectory(prefix="ecg-edge-demo-")
     try:
         record = resolve_record(args.record) if args.record else DEFAULT_DEMO_RECORD
@@ -59,7 +62,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                            "storage": {"state_dir": os.path.join(tmp.name, "state")}}
     if args.age is not None or args.sex:
         raw["patient"] = {k: v for k, v in (("age", args.age), ("sex", args.sex)) if v is not None}
-    if args.stride:
+    if args.stride is not None:
         raw["windows"] = {"stride_s": args.stride}
     if args.display:
         raw["display"] = {"enabled": True, "host": args.display_host, "port": args.display_port or _free_port()}
@@ -82,16 +85,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"ecg-edge demo: simulator replays {record.name} ({kind}) at {args.speed:g}x on "
               f"{raw['frontend']['port']}.\nFirst result once 10 s of clean signal exist, then every "
               f"{cfg.get('windows.stride_s'):g} s. Ctrl-C to stop. {NOTICE}\n", flush=True)
+    timer = None
     try:
-        d.start()
+        try:
+            d.start()
+        except ConfigError as e:          # e.g. --display-host not an address of this machine
+            d.shutdown()
+            return fail("demo", str(e), EXIT_BAD_INPUT)
         if d.display is not None:
             # Results go to stdout as JSON lines with --json, so the URL goes to stderr there.
             print(f"ecg-edge demo: bedside page on {d.display.url} (open it in a browser). {NOTICE}",
                   file=sys.stderr if args.json else sys.stdout, flush=True)
         if args.duration:
-            threading.Timer(args.duration, d.request_stop).start()
+            timer = threading.Timer(args.duration, d.request_stop)
+            timer.daemon = True           # Ctrl-C before the duration ends must not wait for it
+            timer.start()
         d.run()
     finally:
+        if timer is not None:
+            timer.cancel()
         sim.stop()
         tmp.cleanup()
     if not args.json:
