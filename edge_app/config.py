@@ -119,6 +119,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "host": Key(STR, "127.0.0.1", lambda v: len(v) > 0, "an address to listen on, e.g. 127.0.0.1",
                     runtime=False),
         "port": Key(INT, 8080, _rng(1, 65535), "a TCP port from 1 to 65535", runtime=False),
+        "write_token_file": Key(STR, "", None, "a file holding the token (8+ characters) other machines must "
+                                "send to change patient or alarms, or \"\" = only the device's own screen may",
+                                runtime=False),
+        "max_connections": Key(INT, 64, _rng(16, 1024), "concurrent HTTP connections, 16 to 1024 (capped at a "
+                               "quarter of the process's file limit)", runtime=False),
     },
     "control": {
         "socket": Key(STR, "", None, "a unix socket path, or \"\" for <state_dir>/control.sock", runtime=False),

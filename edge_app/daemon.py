@@ -155,11 +155,14 @@ class Daemon:
 
     def _start_display(self) -> None:
         from edge_app.display import DisplayServer, LiveHub
+        from edge_app.display.connection_guard import Limits, display_token
         from edge_app.sinks.display import DisplaySink
         hub = LiveHub(commands=CommandRouter(self.operations, "http"))
         DisplaySink(hub, self.store).subscribe(self.bus)
         hub.set_patient_view(self.patient.get().to_dict())
-        self.display = DisplayServer(hub, host=self.cfg.get("display.host"), port=self.cfg.get("display.port"))
+        self.display = DisplayServer(hub, host=self.cfg.get("display.host"), port=self.cfg.get("display.port"),
+                                     write_token=display_token(self.cfg),
+                                     limits=Limits(max_connections=self.cfg.get("display.max_connections")))
         self.display.start()
 
     def _frontend_info(self) -> dict[str, Any]:

@@ -7,6 +7,10 @@ asset is read from the package's `static/` directory; the page works with no net
 Writes (patient context, alarm acknowledgement) must be `Content-Type: application/json`, at most
 `MAX_BODY` bytes, and valid against the hub's checks; anything else is a 4xx JSON error and changes
 nothing. Requiring JSON also means a plain cross-site form cannot post to the device.
+
+Connections are bounded (connection_guard.py): admission limits with a reserve for the device's own kiosk,
+deadlines for headers and requests, live-feed slots the network cannot all take, and writes from anywhere but
+the kiosk only with the display token.
 """
 from __future__ import annotations
 
@@ -17,13 +21,14 @@ import math
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
+from edge_app.display.connection_guard import GuardedHTTPServer, Limits, SseSlots, write_allowed
 from edge_app.display.hub import DisplayInputError, LiveHub
 from edge_app.display.live_strip import rows_to_json
 from edge_app.errors import ConfigError
@@ -33,7 +38,7 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).with_name("static")
 MAX_BODY = 4096
-MAX_SSE_CLIENTS = 8
+MAX_SSE_CLIENTS = Limits.sse_max
 SSE_MIN_INTERVAL_S = 0.1     # at most ~10 sample pushes per second per client: bounds daemon CPU
 SSE_KEEPALIVE_S = 10.0
 DETAIL_MAX_FS = 250.0        # result-detail strips are decimated to at most this rate for the page
@@ -79,8 +84,19 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     hub: LiveHub            # set on the subclass made per server
     owner: "DisplayServer"
+    timeout = Limits.io_timeout_s   # every send/recv; the server's reaper bounds headers and requests
 
     # ---------------------------------------------------------------- plumbing
+    def handle_one_request(self) -> None:
+        self.server.mark(self.request, "reading")       # waiting for a request line + headers
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        if ok:
+            self.server.mark(self.request, "handling")
+        return ok
+
     def log_message(self, fmt: str, *args: Any) -> None:  # route to logging, not stderr
         log.debug("%s " + fmt, self.address_string(), *args)
 
@@ -108,6 +124,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self._drain_body()
                 raise _HttpError(421, "Host header not accepted: use the device's own address "
                                       "(protects the local API from DNS rebinding)")
+            if method in ("POST", "DELETE", "PUT", "PATCH") and not write_allowed(
+                    self.client_address[0], self.headers, self.owner.write_token):
+                self._drain_body()
+                raise _HttpError(403, "changing patient or alarms from another machine needs the display token "
+                                      "(display.write_token_file; header X-Display-Token)" if self.owner.write_token
+                                 else "only the device's own screen may change patient or alarms "
+                                      "(set display.write_token_file to allow other machines with a token)")
             url = urlsplit(self.path)
             self._route(method, url.path, parse_qs(url.query, keep_blank_values=True))
         except _HttpError as e:
@@ -295,8 +318,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             self._send(200, b"", "text/event-stream")
             return
-        if not owner._sse_enter():
-            raise _HttpError(503, f"too many live clients (limit {MAX_SSE_CLIENTS})")
+        addr = self.client_address[0]
+        if not owner.sse_slots.enter(addr):
+            raise _HttpError(503, f"too many live clients (limit {owner.limits.sse_max}, "
+                                  f"{owner.limits.sse_per_client} per address)")
+        self.server.mark(self.request, "streaming")
         try:
             self.close_connection = True
             self.send_response(200)
@@ -336,7 +362,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             pass
         finally:
-            owner._sse_exit()
+            owner.sse_slots.exit(addr)
 
     def _event(self, kind: str, payload: Any) -> None:
         data = json.dumps(payload, allow_nan=False, separators=(",", ":"))
@@ -383,25 +409,21 @@ def _float_param(q: dict[str, list[str]], name: str, default: float | None, lo: 
 class DisplayServer:
     """The bedside page + JSON API over a LiveHub. Bound to localhost unless told otherwise."""
 
-    def __init__(self, hub: LiveHub, host: str = "127.0.0.1", port: int = 8080):
+    def __init__(self, hub: LiveHub, host: str = "127.0.0.1", port: int = 8080, *, write_token: str = "",
+                 limits: Limits | None = None):
         self.hub = hub
         self.host, self.port = host, int(port)
-        self._httpd: ThreadingHTTPServer | None = None
+        self.write_token = write_token
+        self.limits = limits or Limits()
+        self.sse_slots = SseSlots(self.limits)
+        self._httpd: GuardedHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._sse_lock = threading.Lock()
-        self._sse_clients = 0
 
-    def _sse_enter(self) -> bool:
-        with self._sse_lock:
-            if self._sse_clients >= MAX_SSE_CLIENTS:
-                return False
-            self._sse_clients += 1
-            return True
-
-    def _sse_exit(self) -> None:
-        with self._sse_lock:
-            self._sse_clients -= 1
+    def stats(self) -> dict[str, int]:
+        """Connection counters (admitted, refused_busy, refused_per_client, reaped, active, peak) + live feeds."""
+        base = self._httpd.stats() if self._httpd is not None else {}
+        return {**base, "sse_clients": self.sse_slots.count(), "sse_refused": self.sse_slots.refused}
 
     def host_allowed(self, host_header: str | None) -> bool:
         """On a loopback or specific address, only requests naming this device are served; bound to
@@ -423,9 +445,10 @@ class DisplayServer:
 
     def start(self) -> "DisplayServer":
         """Bind and serve in a background thread. port=0 picks a free port (see .port after)."""
-        handler = type("DisplayHandler", (_Handler,), {"hub": self.hub, "owner": self})
+        handler = type("DisplayHandler", (_Handler,), {"hub": self.hub, "owner": self,
+                                                       "timeout": self.limits.io_timeout_s})
         try:
-            httpd = ThreadingHTTPServer((self.host, self.port), handler)
+            httpd = GuardedHTTPServer((self.host, self.port), handler, self.limits)
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
                 raise ConfigError("display.port", f"port {self.port} on {self.host} is already in use",
