@@ -96,10 +96,15 @@ class Result(Base):
     payload: Mapped[dict[str, Any]]                                # the device's result, as sent
 
     __table_args__ = (
-        Index("ix_results_worklist", "reviewed", "suspected_mi", "priority_rank", "acquired_at"),
         Index("ix_results_device_time", "device_id", "acquired_at"),
         Index("ix_results_acquired", "acquired_at"),
     )
+
+
+#: The worklist's exact sort order (unreviewed, suspected MI, priority, newest): the first page is an index range
+#: scan that stops after `limit` rows, with no sort, however many results are stored.
+Index("ix_results_worklist", Result.reviewed, Result.suspected_mi.desc(), Result.priority_rank,
+      Result.acquired_at.desc())
 
 
 class Strip(Base):

@@ -2,7 +2,7 @@
 command replies, quarantine, reviews, users, sessions, API tokens, login attempts, audit, ingest workers.
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-04 16:27:58.077187
+Create Date: 2026-12-04 16:52:33.001655
 """
 from alembic import op
 import sqlalchemy as sa
@@ -201,7 +201,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_results_acquired', ['acquired_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_results_device_id'), ['device_id'], unique=False)
         batch_op.create_index('ix_results_device_time', ['device_id', 'acquired_at'], unique=False)
-        batch_op.create_index('ix_results_worklist', ['reviewed', 'suspected_mi', 'priority_rank', 'acquired_at'], unique=False)
+        batch_op.create_index('ix_results_worklist', ['reviewed', sa.literal_column('suspected_mi DESC'), 'priority_rank', sa.literal_column('acquired_at DESC')], unique=False)
 
     op.create_table('reviews',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),

@@ -19,8 +19,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, exists, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session, defer
 
 from edge_app.uplink.strip_codec import StripError, decode_strip
 
@@ -75,16 +75,18 @@ def list_results(s: Session = Depends(db), p: Principal = Depends(require("read_
         conds.append(Result.reviewed.is_(reviewed))
     if suspected_mi is not None:
         conds.append(Result.suspected_mi.is_(suspected_mi))
-    has_strip = exists().where(Strip.result_id == Result.result_id)
-    q = select(Result, has_strip.label("has_strip")).where(and_(*conds))
+    # The list never needs the result JSON (~5 kB a row): deferred, so the page reads index + small columns.
+    q = select(Result).options(defer(Result.payload)).where(and_(*conds))
     if order == "worklist":
         q = q.order_by(Result.reviewed, Result.suspected_mi.desc(), Result.priority_rank, Result.acquired_at.desc())
     else:
         q = q.order_by(Result.acquired_at.desc())
-    rows = s.execute(q.limit(limit).offset(offset)).all()
+    rows = s.scalars(q.limit(limit).offset(offset)).all()
+    ids = [r.result_id for r in rows]
+    with_strip = set(s.scalars(select(Strip.result_id).where(Strip.result_id.in_(ids)))) if ids else set()
     total = s.scalar(select(func.count()).select_from(Result).where(and_(*conds)))
     return {"notice": NOTICE, "total": total, "limit": limit, "offset": offset,
-            "results": [row_summary(r, bool(h)) for r, h in rows]}
+            "results": [row_summary(r, r.result_id in with_strip) for r in rows]}
 
 
 def _get(s: Session, result_id: str) -> Result:
