@@ -301,6 +301,14 @@ def test_bedside_page_in_chromium_shows_queued_then_received_then_the_review(tmp
             sync_api.expect(delivery).to_contain_text(f"received by {STATION}")
             sync_api.expect(tab.locator("#review-show")).to_have_count(0)
 
+            # an 800x480 kiosk panel: the hospital's word fits on one line and the live strip stays on screen
+            tab.set_viewport_size({"width": 800, "height": 480})
+            boxes = tab.evaluate("""['notice', 'banner', 'station', 'live'].map(id => {
+                const r = document.getElementById(id).getBoundingClientRect(); return [id, r.top, r.bottom]; })""")
+            assert all(top >= 0 and bottom <= 481 for _, top, bottom in boxes), boxes
+            tab.screenshot(path=str(tmp_path / "bedside-800x480.png"))
+            tab.set_viewport_size({"width": 1280, "height": 720})
+
             # a reload (or a daemon restart: the sink reads the newest review back) still shows it
             tab.reload()
             sync_api.expect(review).to_contain_text("CONFIRMED", timeout=10000)

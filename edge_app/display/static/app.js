@@ -381,7 +381,8 @@ function renderStation() {
   // The review shown: the one of the result on screen, else the hospital's newest (new windows keep coming
   // every stride, so a review of an ECG from minutes ago must stay visible until the crew looks at it).
   const shown = fb && fb.review ? { result_id: r.id, result_time: r.time, review: fb.review } : st.lastReview;
-  if (!fb && !shown) { box.classList.add("hidden"); return; }
+  const local = fb && (fb.delivery || {}).state === "local_only";     // no uplink: nothing to say
+  if ((!fb || local) && !shown) { box.classList.add("hidden"); return; }
   box.classList.remove("hidden");
   del.className = "delivery";
   del.dataset.state = "";
