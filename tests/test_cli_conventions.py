@@ -40,6 +40,7 @@ def test_bad_input_is_exit_2_in_every_command(tmp_path):
     runs = {"replay record": cli("replay", str(bad_record)),
             "measure record": cli("measure", str(bad_record)),
             "demo record": cli("demo", "--record", str(bad_record)),
+            "replay stride": cli("replay", "00181_lr", "--stride", "-1", timeout=60),   # looped forever before
             "demo duration": cli("demo", "--duration", "-1"),
             "demo stride": cli("demo", "--stride", "0", "--duration", "1"),
             "demo display address": cli("demo", "--display", "--display-host", "192.0.2.1", "--duration", "1"),

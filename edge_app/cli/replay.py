@@ -31,8 +31,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from edge_app.replay import replay_records
     from edge_app.results import PatientContext
     from edge_app.cli.builtin import resolve_record
+    from edge_app.config import apply_changes
     try:
         cfg = load_config(args.config)
+        if args.stride is not None:       # the config's own rule for windows.stride_s (1..10 s)
+            cfg, _ = apply_changes(cfg, {"windows.stride_s": args.stride})
     except ConfigError as e:
         return config_error("replay", e)
     setup_logging("WARNING")
@@ -48,8 +51,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except (ModelError, BackendError) as e:     # a missing or tampered model: the device's problem, not the input's
         return fail("replay", f"cannot load the model: {e}", EXIT_FAILED)
     settings = PipelineSettings.from_config(cfg)
-    if args.stride:
-        settings.stride_s = float(args.stride)
     rc = EXIT_OK
     # Batch replay (edge_app.replay): the results of pipeline.analyse_record, record by record, with less work.
     patient = PatientContext(age=ctx.age, sex=ctx.sex)
