@@ -218,3 +218,23 @@ def test_gate_is_bit_identical_to_the_gate_before_issue_17():
             worst = max(worst, abs(k_new - k_old) / max(abs(k_old), 1e-300))
         assert g == want, (r["record"], r["variant"])  # verdicts, reasons and every other figure: exact
     assert worst <= 1e-15, worst
+
+
+def test_batch_reports_equal_single_window_reports():
+    """ecg_quality_batch (many windows in one pass) gives each window's ecg_quality report, bit for bit,
+    including front-end lead-off flags and missing-sample flags."""
+    import dataclasses
+
+    from edge_app.signal_chain.quality import ecg_quality_batch
+    fx = ROOT / "tests" / "fixtures" / "ptbxl_official_sample" / "records500"
+    xs = np.stack([wfdb.rdrecord(str(p.with_suffix(""))).p_signal * 1000 for p in sorted(fx.rglob("*_hr.hea"))[:6]])
+    xs[2, 100:300, 4] = np.nan
+    lo = np.zeros(xs.shape[:2] + (9,), bool)
+    lo[3, :, 5] = True                                   # V3 electrode flagged off in window 3
+    miss = np.zeros((6, 12), bool)
+    miss[4, 9] = True                                    # V4's model input depends on a missing sample
+    batch = ecg_quality_batch(xs, 500.0, lead_off=lo, mains_hz=50, missing=miss)
+    single = [ecg_quality(xs[k], 500.0, lead_off=lo[k], mains_hz=50, missing=miss[k]) for k in range(6)]
+    assert [dataclasses.asdict(b) for b in batch] == [dataclasses.asdict(s) for s in single]
+    assert batch[2].verdict == batch[3].verdict == batch[4].verdict == "unusable"
+    assert "V3 electrode off" in batch[3].reasons and batch[4].leads["V4"].flags == ["missing"]
