@@ -41,6 +41,7 @@ def test_daemon_sends_strips_after_results_and_shows_the_station_word(tmp_path) 
         station.loop_start()
         sim = _sim(tmp_path, MI_RECORD, speed=4.0)
         cfg = _config(tmp_path, extra=f"[mqtt]\nenabled = true\nport = {broker.port}\nreconnect_max_s = 1.0\n"
+                                      "telemetry_interval_s = 1\n"
                                       f"[display]\nenabled = true\nport = {port}\n")
         proc = _start_daemon(cfg, tmp_path)
         page = f"http://127.0.0.1:{port}/api"
@@ -91,6 +92,14 @@ def test_daemon_sends_strips_after_results_and_shows_the_station_word(tmp_path) 
                 time.sleep(0.2)
             assert fb["delivery"]["station"] == "St Mary's ED" and fb["delivery"]["strip_received"] is True
             assert fb["review"]["verdict"] == "confirmed" and fb["review"]["reviewer"] == "Dr A. Cardio"
+            # the fleet sees it too: strips sent and the station's word counted in the device's telemetry
+            deadline = time.monotonic() + 15
+            while not any((t.get("station_feedback") or {}).get("reviews") for t in col.on("telemetry")):
+                assert time.monotonic() < deadline, col.on("telemetry")[-1:]
+                time.sleep(0.2)
+            tele = col.on("telemetry")[-1]
+            assert tele["strips"]["queued"] >= 3 and tele["strips"]["mode"] == "all"
+            assert tele["station_feedback"]["receipts"] >= 1 and tele["station_feedback"]["ignored"] >= 1
             assert proc.poll() is None
         finally:
             _stop(proc)

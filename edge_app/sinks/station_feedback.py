@@ -24,7 +24,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from edge_app.messages import ResultReady, StatusTick
+from edge_app.messages import ResultReady, StatusTick, TelemetryUpdate
 from edge_app.storage.feedback_store import FeedbackStore
 from edge_app.uplink import schemas
 
@@ -65,6 +65,7 @@ class StationFeedbackSink:
         #: device does not map to a result (its alarms and events, or results retention deleted): not an error
         self.counters = {"receipts": 0, "reviews": 0, "ignored": 0, "repeats": 0, "unmatched": 0}
         self._watch: collections.OrderedDict[str, str] = collections.OrderedDict()   # result id -> last state
+        self.bus: Dispatcher | None = None
         if uplink is not None:
             uplink.subscribe(uplink.topics.receipt, self.on_receipt)
             uplink.subscribe(uplink.topics.review, self.on_review)
@@ -75,7 +76,8 @@ class StationFeedbackSink:
                 self._push(last["result_id"])
 
     def subscribe(self, bus: Dispatcher) -> None:
-        if self.hub is not None and self.uplink is not None:
+        self.bus = bus
+        if self.uplink is not None:
             bus.subscribe(ResultReady, self.on_result)
             bus.subscribe(StatusTick, self.on_status)
 
@@ -85,7 +87,11 @@ class StationFeedbackSink:
             self._watch.popitem(last=False)
 
     def on_status(self, msg: StatusTick) -> None:
-        """Every 5 s: tell the page how far each watched result got (queued N -> sent -> received)."""
+        """Every 5 s: tell the page how far each watched result got (queued N -> sent -> received), and the
+        fleet (telemetry) how many receipts and reviews arrived and how many messages were ignored."""
+        self.bus.publish(TelemetryUpdate({"station_feedback": dict(self.counters)}, now=False))
+        if self.hub is None:
+            return
         for rid in list(self._watch):
             fb = self.feedback(rid)
             d = fb["delivery"]

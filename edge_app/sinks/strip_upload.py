@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge_app.messages import ResultReady
+from edge_app.messages import ResultReady, TelemetryUpdate
 from edge_app.uplink.settings import STRIP_MODES
 from edge_app.uplink.strip_codec import StripError, encode_strip
 
@@ -45,8 +45,10 @@ class StripSink:
         self.uplink = uplink
         self.mode = mode
         self.counters = {"queued": 0, "skipped": 0, "failed": 0, "bytes": 0, "over_budget": 0}
+        self.bus: Dispatcher | None = None
 
     def subscribe(self, bus: Dispatcher) -> None:
+        self.bus = bus
         bus.subscribe(ResultReady, self.on_result)
 
     def wants(self, result: dict[str, Any]) -> bool:
@@ -56,6 +58,8 @@ class StripSink:
 
     def on_result(self, msg: ResultReady) -> None:
         self.publish(msg.result, msg.strip_uv, msg.strip_fs)
+        if self.bus is not None:          # fleet admins see strips sent / held back in the device's telemetry
+            self.bus.publish(TelemetryUpdate({"strips": dict(self.counters, mode=self.mode)}, now=False))
 
     def publish(self, result: dict[str, Any], strip_uv: np.ndarray | None, fs: float | None) -> str | None:
         """Queue the strip of `result`; returns its msg_id, or None when skipped or failed (logged)."""
