@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import tempfile
 import time
 import uuid
@@ -69,7 +70,7 @@ def fill(url: str, n: int, tmpl: list) -> list[str]:  # noqa: ANN001
                                                      "fs": 500.0, "n_samples": 5000, "t0": strip["strip"]["t0"],
                                                      "strip": strip["strip"], "received_at": now}])
     engine.dispose()
-    print(f"  filled {n} results in {time.monotonic() - t0:.0f} s", flush=True)
+    print(f"  filled {n} results in {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
     return [rid for rid, _, _ in with_strip]
 
 

@@ -98,6 +98,7 @@ class Result(Base):
     __table_args__ = (
         Index("ix_results_device_time", "device_id", "acquired_at"),
         Index("ix_results_acquired", "acquired_at"),
+        Index("ix_results_reviewed_time", "reviewed", "acquired_at"),   # "unreviewed, newest first" searches
     )
 
 

@@ -2,7 +2,7 @@
 command replies, quarantine, reviews, users, sessions, API tokens, login attempts, audit, ingest workers.
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-04 16:52:33.001655
+Create Date: 2026-12-04 16:55:21.752209
 """
 from alembic import op
 import sqlalchemy as sa
@@ -201,6 +201,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_results_acquired', ['acquired_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_results_device_id'), ['device_id'], unique=False)
         batch_op.create_index('ix_results_device_time', ['device_id', 'acquired_at'], unique=False)
+        batch_op.create_index('ix_results_reviewed_time', ['reviewed', 'acquired_at'], unique=False)
         batch_op.create_index('ix_results_worklist', ['reviewed', sa.literal_column('suspected_mi DESC'), 'priority_rank', sa.literal_column('acquired_at DESC')], unique=False)
 
     op.create_table('reviews',
@@ -262,6 +263,7 @@ def downgrade() -> None:
     op.drop_table('reviews')
     with op.batch_alter_table('results', schema=None) as batch_op:
         batch_op.drop_index('ix_results_worklist')
+        batch_op.drop_index('ix_results_reviewed_time')
         batch_op.drop_index('ix_results_device_time')
         batch_op.drop_index(batch_op.f('ix_results_device_id'))
         batch_op.drop_index('ix_results_acquired')

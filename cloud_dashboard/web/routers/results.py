@@ -31,6 +31,7 @@ from ..deps import Principal, db, require
 
 router = APIRouter(prefix="/api/v1/results", tags=["results"])
 VERDICTS = ("confirmed", "not_confirmed", "repeat_ecg")
+COUNT_CAP = 1000
 
 
 def row_summary(r: Result, has_strip: bool | None = None) -> dict[str, Any]:
@@ -84,8 +85,12 @@ def list_results(s: Session = Depends(db), p: Principal = Depends(require("read_
     rows = s.scalars(q.limit(limit).offset(offset)).all()
     ids = [r.result_id for r in rows]
     with_strip = set(s.scalars(select(Strip.result_id).where(Strip.result_id.in_(ids)))) if ids else set()
-    total = s.scalar(select(func.count()).select_from(Result).where(and_(*conds)))
-    return {"notice": NOTICE, "total": total, "limit": limit, "offset": offset,
+    # Counting every match of a search (e.g. a finding over 100,000 results) is a full scan; the count stops at
+    # COUNT_CAP + 1 and says "at least" beyond it.
+    total = s.scalar(select(func.count()).select_from(
+        select(Result.id).where(and_(*conds)).limit(COUNT_CAP + 1).subquery()))
+    return {"notice": NOTICE, "total": min(total, COUNT_CAP), "total_is_lower_bound": total > COUNT_CAP,
+            "limit": limit, "offset": offset,
             "results": [row_summary(r, r.result_id in with_strip) for r in rows]}
 
 

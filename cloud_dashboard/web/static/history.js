@@ -11,7 +11,7 @@
       q.set(el.name, el.type === "datetime-local" ? new Date(el.value).toISOString() : el.value);
     }
     const j = await ECG.api("/api/v1/results?" + q);
-    document.getElementById("count").textContent = j.total + " matching results" + (j.total > j.results.length ? " (newest " + j.results.length + " shown)" : "");
+    document.getElementById("count").textContent = j.total + (j.total_is_lower_bound ? "+" : "") + " matching results" + (j.total > j.results.length ? " (newest " + j.results.length + " shown)" : "");
     document.getElementById("list").replaceChildren(resultsTable(j.results));
   }
   form.addEventListener("submit", ev => { ev.preventDefault(); run().catch(e => alert(e.message)); });
