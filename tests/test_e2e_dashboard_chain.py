@@ -43,6 +43,21 @@ ROW_WATCH = """() => {
 }"""
 
 
+def _settled(url: str, quiet_s: float = 2.0, timeout: float = 30.0) -> None:
+    """Wait until the device's result list stops growing (no window still in flight)."""
+    import urllib.request
+    last, since, deadline = -1, time.monotonic(), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            n = len(json.loads(r.read())["results"])
+        if n != last:
+            last, since = n, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+        time.sleep(0.25)
+    raise AssertionError("the device kept producing results after the simulator stopped")
+
+
 def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
@@ -97,7 +112,7 @@ def test_suspected_mi_travels_to_the_clinician_and_the_review_back_to_the_crew(t
                 time.sleep(0.2)
             sim.stop()                                                   # the crew stops recording
             sim = None
-            time.sleep(3.0)                                              # the last window in flight lands
+            _settled(f"http://127.0.0.1:{display_port}/api/results?limit=50")   # the last window has landed
             first = page.locator("#results tbody tr").first
             assert "mi" in (first.get_attribute("class") or "").split(), "an unreviewed suspected MI leads"
 
