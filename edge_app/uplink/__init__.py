@@ -33,6 +33,8 @@ edge_app.uplink.service
         publish_result(result: dict, priority: str) -> message_id   returns once the message is fsync'd in the outbox
         publish_alarm(alarm: dict, priority: str) -> message_id      (durable too)
         publish_event(event: dict, priority="low") -> message_id     (durable; daemon started/stopped/stream_gap)
+        publish_strip(strip: dict, priority: str) -> message_id      (durable; ecg.strip/1, right after its result)
+        subscribe(topic, handler(topic, payload))                    station -> device topics (receipt, review)
         publish_telemetry(metrics: dict) -> None                     latest only, not queued durably
         set_birth(info: dict) -> None                                retained birth, republished on every connect
         stats() -> dict                                               connected, outbox depth by priority, sent, ...
@@ -45,6 +47,8 @@ cloud_dashboard.fleet_cli.main(argv=None)   "ecg-fleet" (admin side, moved out o
     FleetClient(host, port, prefix, tls=..., username=..., password=...).command(device, name, args, timeout)
 edge_app.uplink.topics    Topics(prefix, device_id) -- every topic string; COMMANDS
 edge_app.uplink.schemas   load(name) -> JSON Schema dict; BY_LEAF
+edge_app.uplink.strip_codec encode_strip(...) -> strip dict; decode_message(msg) / decode_strip(strip) -> Strip
+                          (verified: schema, lengths, sha256; raises StripError only). Used by the station too.
 tests/mosquitto_broker.py MosquittoBroker(workdir, tls=..., password_file=..., acl_file=..., persistence=...)
                           -- a real mosquitto on a free loopback port for any test
 """
