@@ -189,7 +189,7 @@ class _Handler(BaseHTTPRequestHandler):
             return {}
         try:
             return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-        except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as e:
+        except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as e:   # nesting too deep
             raise _HttpError(400, f"body is not valid JSON: {e}") from None
 
     def _drain_body(self) -> None:

@@ -57,7 +57,8 @@ def parse_request(name: str, payload: bytes, max_bytes: int, correlation_data: b
     else:
         try:
             doc = json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant)
-        except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
+            # RecursionError: nesting deeper than the interpreter's limit (found by tests/test_fuzz_mqtt_commands.py)
             raise CommandError("bad_json", f"payload is not valid UTF-8 JSON: {exc}", {"correlation_id": corr})
     if not isinstance(doc, dict):
         raise CommandError("bad_request", f"payload must be a JSON object, got {type(doc).__name__}",
@@ -171,22 +172,22 @@ class CommandProcessor:
         The parts, joined in index order, are the UTF-8 JSON of exactly the `args` of model/install; the last
         missing part triggers the install (same checks: signature, hashes, self-test) and gets its report."""
         self.router.models()                   # no model store: refused before collecting anything
-        a = req.args
+        chunk = req.args
         now = time.monotonic()
         up = self._upload
         if up is not None and now - up["t"] > CHUNK_TTL_S:
             up = self._upload = None
-        if up is None or up["id"] != a["upload_id"]:
+        if up is None or up["id"] != chunk["upload_id"]:
             replaced = up["id"] if up is not None else None
-            up = self._upload = {"id": a["upload_id"], "count": a["count"], "sha": a["total_sha256"], "parts": {},
+            up = self._upload = {"id": chunk["upload_id"], "count": chunk["count"], "sha": chunk["total_sha256"], "parts": {},
                                  "bytes": 0, "t": now, "replaced": replaced}
-        if a["count"] != up["count"] or a["total_sha256"] != up["sha"]:
+        if chunk["count"] != up["count"] or chunk["total_sha256"] != up["sha"]:
             raise CommandError("bad_request", "model/chunk: 'count'/'total_sha256' differ from earlier chunks of "
                                               f"upload {up['id']}")
-        data = b64("model/chunk", "data_b64", a["data_b64"])
-        if a["index"] not in up["parts"]:
+        data = b64("model/chunk", "data_b64", chunk["data_b64"])
+        if chunk["index"] not in up["parts"]:
             up["bytes"] += len(data)
-        up["parts"][a["index"]] = data
+        up["parts"][chunk["index"]] = data
         up["t"] = now
         if up["bytes"] > MAX_UPLOAD_BYTES:
             self._upload = None
@@ -195,13 +196,13 @@ class CommandProcessor:
             return {"upload_id": up["id"], "received": len(up["parts"]), "of": up["count"], "complete": False,
                     **({"replaced_upload": up["replaced"]} if up["replaced"] else {})}
         self._upload = None
-        blob = b"".join(up["parts"][i] for i in range(up["count"]))
+        blob = b"".join(up["parts"][index] for index in range(up["count"]))
         if hashlib.sha256(blob).hexdigest() != up["sha"]:
             raise CommandError("model_rejected", "reassembled upload does not match total_sha256 (a chunk was "
                                                  "corrupted or mixed up); upload discarded, send it again")
         try:
             args = json.loads(blob.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise CommandError("bad_request", f"reassembled upload is not JSON: {exc}")
         if not isinstance(args, dict):
             raise CommandError("bad_request", "reassembled upload must be the JSON object of model/install args")
