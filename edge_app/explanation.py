@@ -24,31 +24,31 @@ CAM_POINTS = 50          # Finding.cam: one value per 0.2 s of a 10 s window (wh
 def cam_spans(cam: np.ndarray, fs: float = FS_HZ, fraction: float = CAM_FRACTION,
               max_spans: int = 3) -> list[list[float]]:
     """Time spans [[start_s, end_s], ...] where the CAM is high, strongest first."""
-    c = np.asarray(cam, dtype=np.float64).reshape(-1)
-    if c.size == 0 or not np.any(np.isfinite(c)):
+    curve = np.asarray(cam, dtype=np.float64).reshape(-1)
+    if curve.size == 0 or not np.any(np.isfinite(curve)):
         return []
-    peak = np.nanmax(c)
+    peak = np.nanmax(curve)
     if not np.isfinite(peak) or peak <= 0:
         return []
-    mask = c >= fraction * peak
-    spans = []
-    i, n = 0, len(c)
-    while i < n:
-        if mask[i]:
-            j = i
-            while j < n and mask[j]:
-                j += 1
-            spans.append((i, j, float(np.sum(c[i:j]))))
-            i = j
+    high = curve >= fraction * peak
+    runs = []                                   # (first index, end index, weight) of each run of high points
+    start, n_points = 0, len(curve)
+    while start < n_points:
+        if high[start]:
+            end = start
+            while end < n_points and high[end]:
+                end += 1
+            runs.append((start, end, float(np.sum(curve[start:end]))))
+            start = end
         else:
-            i += 1
-    spans.sort(key=lambda s: -s[2])
+            start += 1
+    runs.sort(key=lambda run: -run[2])
     out = []
-    for a, b, _w in spans[:max_spans]:
-        s0, s1 = a / fs, b / fs
+    for first, end, _weight in runs[:max_spans]:
+        s0, s1 = first / fs, end / fs
         if s1 - s0 < MIN_SPAN_S:
             mid = (s0 + s1) / 2
-            s0, s1 = max(0.0, mid - MIN_SPAN_S / 2), min(n / fs, mid + MIN_SPAN_S / 2)
+            s0, s1 = max(0.0, mid - MIN_SPAN_S / 2), min(n_points / fs, mid + MIN_SPAN_S / 2)
         out.append([round(s0, 1), round(s1, 1)])
     return sorted(out)
 

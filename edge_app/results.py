@@ -166,36 +166,36 @@ RESULT_KEYS = ("schema", "id", "device_id", "time", "window", "quality", "probab
                "software_version", "notice")
 
 
-def validate_result_dict(d: dict[str, Any]) -> list[str]:
+def validate_result_dict(result: dict[str, Any]) -> list[str]:
     """Problems with a result dict's shape ([] = fine). Cheap structural check, not a JSON-Schema engine."""
-    problems = [f"missing key {k}" for k in RESULT_KEYS if k not in d]
+    problems = [f"missing key {k}" for k in RESULT_KEYS if k not in result]
     if problems:
         return problems
-    if d["schema"] != SCHEMA_VERSION:
-        problems.append(f"schema {d['schema']!r} != {SCHEMA_VERSION!r}")
-    if d["triage_level"] not in LEVELS:
-        problems.append(f"triage_level {d['triage_level']!r} not in {LEVELS}")
-    if d["alarm_priority"] not in PRIORITIES:
-        problems.append(f"alarm_priority {d['alarm_priority']!r} not in {PRIORITIES}")
-    if d["notice"] != NOTICE:
+    if result["schema"] != SCHEMA_VERSION:
+        problems.append(f"schema {result['schema']!r} != {SCHEMA_VERSION!r}")
+    if result["triage_level"] not in LEVELS:
+        problems.append(f"triage_level {result['triage_level']!r} not in {LEVELS}")
+    if result["alarm_priority"] not in PRIORITIES:
+        problems.append(f"alarm_priority {result['alarm_priority']!r} not in {PRIORITIES}")
+    if result["notice"] != NOTICE:
         problems.append("notice missing")
     for k in ("start_index", "end_index", "fs", "start_s", "end_s"):
-        if k not in d["window"]:
+        if k not in result["window"]:
             problems.append(f"window.{k} missing")
-    if d["quality"].get("verdict") not in ("good", "acceptable", "unusable"):
-        problems.append(f"quality.verdict {d['quality'].get('verdict')!r}")
-    if d["triage_level"] == "cannot_interpret":
-        if d["probabilities"] is not None:
+    if result["quality"].get("verdict") not in ("good", "acceptable", "unusable"):
+        problems.append(f"quality.verdict {result['quality'].get('verdict')!r}")
+    if result["triage_level"] == "cannot_interpret":
+        if result["probabilities"] is not None:
             problems.append("cannot_interpret result carries probabilities")
-        if not any(a["kind"] == "technical" for a in d["alarms"]):
+        if not any(alarm["kind"] == "technical" for alarm in result["alarms"]):
             problems.append("cannot_interpret without a technical alarm")
     else:
-        p = d["probabilities"] or {}
+        probabilities = result["probabilities"] or {}
         from edge_app.signal_chain.contract import CLASSES   # the model contract names the classes
-        for c in CLASSES:
-            if not isinstance(p.get(c), (int, float)):
-                problems.append(f"probabilities.{c} missing")
+        for cls in CLASSES:
+            if not isinstance(probabilities.get(cls), (int, float)):
+                problems.append(f"probabilities.{cls} missing")
     for k in ("version", "sha256"):
-        if not d["model"].get(k):
+        if not result["model"].get(k):
             problems.append(f"model.{k} missing")
     return problems

@@ -154,12 +154,12 @@ class WindowAssembler:
             oldest = self.native.count - self.native.capacity
             if len(self._anchor_rows) > 256 and self._anchor_rows[128] <= oldest:
                 del self._anchor_rows[:128], self._anchor_us[:128]
-        x = np.asarray(block.leads_uv, dtype=np.float64)
-        self.native.append(x)
+        native = np.asarray(block.leads_uv, dtype=np.float64)
+        self.native.append(native)
         self.lead_off.append(np.asarray(block.lead_off, dtype=bool))
-        y = self.resampler.process(x)
-        if y is not None and len(y):
-            self.model.append(np.asarray(y, dtype=np.float64))
+        resampled = self.resampler.process(native)
+        if resampled is not None and len(resampled):
+            self.model.append(np.asarray(resampled, dtype=np.float64))
         return self._emit()
 
     def device_time_us(self, row: int) -> int | None:
@@ -201,10 +201,10 @@ class WindowAssembler:
             if self.native.count < ne:
                 break
             try:
-                w = Window(start_index=self.seg_start + ns, end_index=self.seg_start + ne, fs=self.fs,
-                           native_uv=self.native.get(ns, ne), lead_off=self.lead_off.get(ns, ne),
-                           model_uv=self.model.get(s100, s100 + N_SAMPLES), gap_before=self.pending_gap,
-                           events=self.pending_events, device_time_us=self.device_time_us(ns))
+                window = Window(start_index=self.seg_start + ns, end_index=self.seg_start + ne, fs=self.fs,
+                                native_uv=self.native.get(ns, ne), lead_off=self.lead_off.get(ns, ne),
+                                model_uv=self.model.get(s100, s100 + N_SAMPLES), gap_before=self.pending_gap,
+                                events=self.pending_events, device_time_us=self.device_time_us(ns))
             except IndexError:
                 # We fell behind by more than the ring holds (cannot happen at real time); skip ahead.
                 log.warning("window at %d no longer buffered; skipping ahead", s100)
@@ -213,6 +213,6 @@ class WindowAssembler:
                 continue
             self.pending_gap = False
             self.pending_events = ()
-            out.append(w)
+            out.append(window)
             self.next_start_100 = s100 + int(round(self.stride_s * FS_HZ))
         return out

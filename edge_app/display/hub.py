@@ -141,33 +141,33 @@ class LiveHub:
     def push_result(self, result: dict[str, Any], strip_uv: np.ndarray | None = None,
                     strip_fs: float | None = None) -> None:
         """A triage result (TriageResult.to_dict()), optionally with its raw strip ((n, 12) uV)."""
-        r = _plain(dict(result))
-        rid = str(r.get("id") or f"r{int(time.time() * 1000)}")
-        r["id"] = rid
+        shown = _plain(dict(result))
+        rid = str(shown.get("id") or f"r{int(time.time() * 1000)}")
+        shown["id"] = rid
         strip = None
         if strip_uv is not None:
             strip = np.asarray(strip_uv, dtype=np.float32)
             if strip.ndim != 2 or strip.shape[1] != 12 or not strip_fs:
                 raise ValueError(f"strip_uv must be (n, 12) with strip_fs, got {strip.shape}, fs={strip_fs}")
         with self._cond:
-            self._results[rid] = _Entry(r, float(strip_fs) if strip is not None else None, strip)
+            self._results[rid] = _Entry(shown, float(strip_fs) if strip is not None else None, strip)
             self._results.move_to_end(rid)
             while len(self._results) > self.history:
                 self._results.popitem(last=False)
-            with_strip = [e for e in self._results.values() if e.strip_uv is not None]
-            for e in with_strip[:-self.strips_kept] if len(with_strip) > self.strips_kept else []:
-                e.strip_uv, e.strip_fs = None, None
+            with_strip = [entry for entry in self._results.values() if entry.strip_uv is not None]
+            for entry in with_strip[:-self.strips_kept] if len(with_strip) > self.strips_kept else []:
+                entry.strip_uv, entry.strip_fs = None, None
             self._latest_id = rid
-            hr = r.get("heart_rate_bpm", r.get("heart_rate"))
+            hr = shown.get("heart_rate_bpm", shown.get("heart_rate"))
             if isinstance(hr, (int, float)) and math.isfinite(hr):
                 self._heart_rate = float(hr)
-            alarms = list(r.get("alarms") or [])
-            if isinstance(r.get("alarm"), dict):
-                alarms.append(r["alarm"])
+            alarms = list(shown.get("alarms") or [])
+            if isinstance(shown.get("alarm"), dict):
+                alarms.append(shown["alarm"])
             for alarm in alarms:
                 if isinstance(alarm, dict) and alarm.get("id"):
                     self._add_alarm_locked(alarm, rid)
-            self._bump("result", self.summary(r))
+            self._bump("result", self.summary(shown))
 
     def _add_alarm_locked(self, alarm: dict[str, Any], result_id: str | None = None) -> dict[str, Any]:
         a = _plain(dict(alarm))

@@ -18,41 +18,42 @@ OUTBOX_FILE = "outbox.sqlite"  # the daemon keeps it at <storage.state_dir>/outb
 
 
 def run(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="ecg-edge outbox", description="Show the MQTT outbox: results and alarms "
+    parser = argparse.ArgumentParser(prog="ecg-edge outbox", description="Show the MQTT outbox: results and alarms "
                                 "waiting for the broker's acknowledgement.")
-    p.add_argument("--db", default=os.environ.get("ECG_OUTBOX_DB"),
+    parser.add_argument("--db", default=os.environ.get("ECG_OUTBOX_DB"),
                    help="outbox database file (default <storage.state_dir>/outbox.sqlite of --config)")
-    p.add_argument("--config", "-c", help="daemon TOML config (default: built-in defaults)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    a = p.parse_args(argv)
-    if not a.db:
+    parser.add_argument("--config", "-c", help="daemon TOML config (default: built-in defaults)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    args = parser.parse_args(argv)
+    if not args.db:
         from edge_app.config import load_config
         from edge_app.errors import ConfigError
         try:
-            a.db = str(load_config(a.config).state_dir / OUTBOX_FILE)
+            args.db = str(load_config(args.config).state_dir / OUTBOX_FILE)
         except ConfigError as exc:
             print(f"ecg-edge outbox: {exc}", file=sys.stderr)
             return 2
     try:
-        s = open_readonly_summary(a.db)
+        summary = open_readonly_summary(args.db)
     except FileNotFoundError:
-        print(f"ecg-edge outbox: no outbox at {a.db} (MQTT never enabled here, or give --config/--db "
+        print(f"ecg-edge outbox: no outbox at {args.db} (MQTT never enabled here, or give --config/--db "
               f"<storage.state_dir>/{OUTBOX_FILE})", file=sys.stderr)
         return 2
     except sqlite3.Error as exc:
-        print(f"ecg-edge outbox: cannot read {a.db}: {exc}", file=sys.stderr)
+        print(f"ecg-edge outbox: cannot read {args.db}: {exc}", file=sys.stderr)
         return 2
-    if a.json:
-        print(json.dumps(s, indent=1))
+    if args.json:
+        print(json.dumps(summary, indent=1))
         return 0
-    print(f"outbox {s['path']}: {s['depth']} message(s) waiting, {s['bytes']} bytes")
-    if s["oldest"]:
-        o = s["oldest"]
-        print(f"oldest: {o['kind']} {o['msg_id']} priority {o['priority']}, queued "
-              f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(o['created']))} ({o['age_s']:.0f} s ago)")
-    for name, v in s["by_priority"].items():
-        age = f", oldest {time.time() - v['oldest']:.0f} s ago" if v["oldest"] else ""
-        print(f"  {name:7} {v['count']:7d}{age}")
+    print(f"outbox {summary['path']}: {summary['depth']} message(s) waiting, {summary['bytes']} bytes")
+    if summary["oldest"]:
+        oldest = summary["oldest"]
+        print(f"oldest: {oldest['kind']} {oldest['msg_id']} priority {oldest['priority']}, queued "
+              f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(oldest['created']))} "
+              f"({oldest['age_s']:.0f} s ago)")
+    for name, row in summary["by_priority"].items():
+        age = f", oldest {time.time() - row['oldest']:.0f} s ago" if row["oldest"] else ""
+        print(f"  {name:7} {row['count']:7d}{age}")
     return 0
 
 

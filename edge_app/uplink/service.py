@@ -339,13 +339,13 @@ class Uplink:
             delivered.append(msg)
         if not delivered:
             return
-        self.outbox.remove(m.seq for m in delivered)
+        self.outbox.remove(message.seq for message in delivered)
         with self._lock:
             self.counters["delivered"] += len(delivered)
         if self.on_delivered:
-            for m in delivered:
+            for message in delivered:
                 try:
-                    self.on_delivered(m.msg_id)
+                    self.on_delivered(message.msg_id)
                 except Exception:
                     log.exception("on_delivered callback failed")
 
@@ -354,9 +354,9 @@ class Uplink:
         if room <= 0:
             return
         now_m = time.monotonic()
-        for seq in [s for s, t in self._deferred.items() if t <= now_m]:
+        for seq in [seq for seq, not_before in self._deferred.items() if not_before <= now_m]:
             del self._deferred[seq]
-        in_flight = {m.seq for m in self._inflight.values()} | set(self._deferred)
+        in_flight = {message.seq for message in self._inflight.values()} | set(self._deferred)
         client = self._client
         assert client is not None
         now = time.time()
