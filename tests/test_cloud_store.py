@@ -168,3 +168,16 @@ def test_alarm_and_event_stored(db, mi_record):
     assert handle(db, ing, "ecg/amb-1/event", ev).status == "stored"
     assert handle(db, ing, "ecg/amb-1/alarm", alarm).status == "duplicate"
     assert count(db, Message) == 2
+
+
+def test_a_flood_of_bad_messages_is_counted_but_not_all_stored(db):
+    """A misbehaving client cannot fill the station's disk through the quarantine."""
+    from cloud_dashboard.ingest.store import QUARANTINE_ROWS_PER_MINUTE
+    ing = Ingestor("ecg", "St")
+    n = QUARANTINE_ROWS_PER_MINUTE + 25
+    for _ in range(n):
+        assert handle(db, ing, "ecg/amb-9/triage", b"garbage").status == "quarantined"
+    assert ing.counters["quarantined"] == n
+    assert ing.counters["quarantine_rows_suppressed"] + count(db, Quarantine) == n
+    assert count(db, Quarantine) <= QUARANTINE_ROWS_PER_MINUTE * 2     # at most two minute windows touched
+    assert handle(db, ing, "ecg/amb-8/triage", b"garbage").status == "quarantined"   # another client: stored

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -37,6 +38,7 @@ STATE = ("availability", "birth", "telemetry", "config/reported")
 PRIORITY_RANK = {"high": 0, "medium": 1, "low": 2, "none": 3}
 QUALITY_SCORE = {"good": 1.0, "acceptable": 0.5, "unusable": 0.0}
 HEAD_BYTES = 4096
+QUARANTINE_ROWS_PER_MINUTE = 30
 
 
 @dataclass
@@ -100,7 +102,9 @@ class Ingestor:
 
     def __init__(self, prefix: str, station: str, max_payload_bytes: int = 1024 * 1024, worker: str = ""):
         self.prefix, self.station, self.max_payload_bytes, self.worker = prefix, station, max_payload_bytes, worker
-        self.counters: dict[str, int] = {"stored": 0, "duplicate": 0, "state": 0, "quarantined": 0}
+        self.counters: dict[str, int] = {"stored": 0, "duplicate": 0, "state": 0, "quarantined": 0,
+                                         "quarantine_rows_suppressed": 0}
+        self._q_window: tuple[int, dict[tuple[str | None, str], int]] = (0, {})
 
     # -- entry ---------------------------------------------------------------------------------------------
     def handle(self, session: Session, topic: str, payload: bytes) -> Outcome:
@@ -127,6 +131,16 @@ class Ingestor:
 
     def quarantine(self, session: Session, topic: str, payload: bytes, reason: str, detail: str,
                    device_id: str | None) -> Outcome:
+        minute = int(time.time() // 60)
+        if self._q_window[0] != minute:
+            self._q_window = (minute, {})
+        key = (device_id, reason)
+        seen = self._q_window[1][key] = self._q_window[1].get(key, 0) + 1
+        if seen > QUARANTINE_ROWS_PER_MINUTE:
+            # A misbehaving client must not fill the station's disk: beyond this many rows per (client, reason) a
+            # minute, a refusal is only counted (ingest_workers.counters), not stored.
+            self.counters["quarantine_rows_suppressed"] += 1
+            return Outcome("quarantined", topic, device_id, reason=reason, detail=detail)
         log.warning("quarantined %s (%s): %s", topic, reason, detail[:300])
         session.add(Quarantine(topic=topic[:300], device_id=(device_id or None) and device_id[:64], reason=reason,
                                detail=detail[:2000], size=len(payload),

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from ...db.models import LoginAttempt, User, WebSession, utcnow
@@ -55,6 +55,9 @@ def login(body: Login, request: Request, response: Response, s: Session = Depend
     if not ok:
         s.commit()
         raise HTTPException(401, "wrong user name or password")
+    # housekeeping on the way: expired sessions and day-old login attempts go
+    s.execute(delete(WebSession).where(WebSession.expires_at < utcnow()))
+    s.execute(delete(LoginAttempt).where(LoginAttempt.at < utcnow() - timedelta(days=1)))
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(24)
     s.add(WebSession(token_hash=sha256_hex(token), user_id=user.id, csrf_token=csrf,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ...db.models import AuditEntry, CommandReply, Device, Quarantine, Result, TelemetrySample, iso, utcnow
+from ...db.models import AuditEntry, CommandReply, Device, IngestWorkerState, Quarantine, Result, TelemetrySample, iso, utcnow
 from ..deps import Principal, db, require
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
@@ -82,7 +82,11 @@ def list_quarantine(s: Session = Depends(db), p: Principal = Depends(require("ad
                     limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
     rows = s.scalars(select(Quarantine).order_by(Quarantine.id.desc()).limit(limit)).all()
     by_reason = dict(s.execute(select(Quarantine.reason, func.count()).group_by(Quarantine.reason)).all())
+    workers = s.scalars(select(IngestWorkerState).order_by(IngestWorkerState.client_id)).all()
     return {"total": sum(by_reason.values()), "by_reason": by_reason,
+            "not_stored": sum(int((w.counters or {}).get("quarantine_rows_suppressed", 0)) for w in workers),
+            "workers": [{"client_id": w.client_id, "host": w.host, "pid": w.pid, "subscribed": w.subscribed,
+                         "heartbeat_at": iso(w.heartbeat_at), "counters": w.counters} for w in workers],
             "items": [{"id": q.id, "received_at": iso(q.received_at), "topic": q.topic, "device_id": q.device_id,
                        "reason": q.reason, "detail": q.detail, "size": q.size, "worker": q.worker} for q in rows]}
 

@@ -19,7 +19,9 @@
     if (ECG.me.permissions.includes("admin_fleet")) {
       const qz = await ECG.api("/api/v1/quarantine?limit=20");
       const box = E("div", { class: "card" }, E("h2", { text: `Quarantined messages: ${qz.total}` }),
-        E("p", { class: "muted", text: Object.entries(qz.by_reason).map(([k, v]) => k + " " + v).join(", ") || "none" }));
+        E("p", { class: "muted", text: (Object.entries(qz.by_reason).map(([k, v]) => k + " " + v).join(", ") || "none")
+          + (qz.not_stored ? `; ${qz.not_stored} more refused but not stored (flood limit)` : "") }),
+        E("p", { class: "muted", text: "Ingest workers: " + qz.workers.map(w => `${w.client_id}@${w.host} ${w.subscribed ? "subscribed" : "NOT subscribed"}, last heartbeat ${ECG.ago(w.heartbeat_at)}, stored ${(w.counters || {}).stored ?? 0}`).join("; ") }));
       if (qz.items.length) box.append(E("table", { id: "quarantine" }, E("tr", {}, ...["When", "Topic", "Reason", "Detail"].map(h => E("th", { text: h }))),
         ...qz.items.map(x => E("tr", {}, E("td", { text: ECG.time(x.received_at) }), E("td", { text: x.topic }), E("td", { text: x.reason }), E("td", { text: x.detail.slice(0, 200) })))));
       document.getElementById("admin").replaceChildren(box);
