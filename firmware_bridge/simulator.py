@@ -100,8 +100,9 @@ class FrontEndSimulator:
         self.record_fs, self._record_uv = load_record(record_path)
         self.boot_rate = int(fs)
         self.speed = float(speed)
-        if self.speed < 0:
-            raise SimulatorError("speed must be >= 0 (0 = as fast as the reader takes the bytes)")
+        if not np.isfinite(self.speed) or self.speed < 0:
+            raise SimulatorError(f"speed {speed}: give a number >= 0 (1 = real time, 0 = as fast as the reader "
+                                 f"takes the bytes)")
         self.loop = loop
         self.faults = [parse_fault(f) if isinstance(f, str) else f for f in faults]
         self.link_path = str(link_path) if link_path else None

@@ -45,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({"event": text, "stream_time_s": round(t, 3), "device": sim.device_path}),
               flush=True)
 
+    if args.duration is not None and not 0 < args.duration < float("inf"):
+        print(f"ecg-frontend-sim: error: --duration {args.duration:g}: give wall seconds above 0 (or leave it "
+              f"out to run until stopped)", file=sys.stderr)
+        return 2
     try:
         sim = FrontEndSimulator(args.record, fs=args.fs, speed=args.speed, loop=not args.no_loop,
                                 faults=[parse_fault(s) for s in args.fault], link_path=args.link,

@@ -47,8 +47,15 @@ class Fault:
         if self.kind == "electrode_off" and self.electrode not in ELECTRODES:
             raise SimulatorError(f"electrode_off needs an electrode out of {', '.join(ELECTRODES)}, "
                                  f"got {self.electrode!r} (e.g. electrode_off:LA@2+3)")
-        if self.start_s < 0 or (self.duration_s is not None and self.duration_s < 0):
-            raise SimulatorError("fault start and duration must be >= 0")
+        if not math.isfinite(self.start_s) or self.start_s < 0 or (
+                self.duration_s is not None and not (math.isfinite(self.duration_s) and self.duration_s >= 0)):
+            raise SimulatorError("fault start and duration must be seconds >= 0 (e.g. noise:80@2+3)")
+        for name in ("amplitude_uv", "freq_hz"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise SimulatorError(f"fault {self.kind}: {name} {value} must be a number above 0")
+        if self.frames is not None and self.frames < 1:
+            raise SimulatorError(f"fault {self.kind}: the number of frames must be at least 1, got {self.frames}")
         defaults = {"noise": (50.0, None), "wander": (500.0, 0.3), "mains": (100.0, 50.0)}
         if self.kind in defaults:
             amp, freq = defaults[self.kind]
@@ -82,6 +89,10 @@ def parse_fault(spec: str) -> Fault:
     except ValueError:
         raise SimulatorError(f"fault {spec!r}: START and DURATION must be seconds, e.g. @2+3") from None
     kind, *args = head.split(":")
+    most = {"electrode_off": 1, "noise": 1, "wander": 2, "mains": 2, "drop": 1, "corrupt": 1, "disconnect": 1}
+    if kind in most and len(args) > most[kind]:
+        raise SimulatorError(f"fault {spec!r}: {kind} takes at most {most[kind]} argument(s) "
+                             f"(e.g. electrode_off:LA@2+3, noise:80@1, mains:60:150@0+5)")
     kw: dict = {}
     try:
         if kind == "electrode_off":

@@ -178,3 +178,20 @@ def test_missing_samples_in_the_record_become_a_gap_on_the_wire(tmp_path):
     assert sim.stats.frames_missing == 10 and sim.stats.frames_dropped == 0
     got = np.concatenate([b.leads_uv for b in blocks])
     assert np.isfinite(got).all() and len(got) == 5000 - 100
+
+
+def test_cli_refuses_non_numbers_and_out_of_range_values_without_starting(capsys):
+    """Malformed command-line values (NaN, inf, negative, zero) are refused before a pty is opened: exit 2,
+    one line naming the value and the fix. Before, --speed inf killed the device thread and --speed nan or
+    --duration nan ran forever."""
+    bad = [["--speed", "nan"], ["--speed", "inf"], ["--speed", "-1"], ["--duration", "nan"], ["--duration", "0"],
+           ["--duration", "-5"], ["--duration", "inf"], ["--fs", "0"], ["--fs", "333"]]
+    bad += [["--fault", f] for f in ("noise:nan@1", "noise:-5@1", "noise:0@1", "mains:inf@1", "wander:1:nan@1",
+                                     "flat@nan", "flat@-1", "flat@1+nan", "flat@1+-2", "drop:0@1", "corrupt:-3@1",
+                                     "electrode_off:X6@1", "electrode_off@1", "disconnect:nan@1", "reset@inf",
+                                     "", "@", "noise@", ":@1", "noise:1:2:3@1")]
+    for args in bad:
+        assert main([str(REC500), *args]) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("ecg-frontend-sim: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    print(f"\necg-frontend-sim: {len(bad)} malformed argument sets refused with exit 2")

@@ -47,7 +47,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from firmware_bridge.records import RecordError
     from firmware_bridge.simulator import FrontEndSimulator, SimulatorError
     setup_logging("ERROR" if not args.verbose else "INFO")
-    if args.duration is not None and not args.duration > 0:
+    if args.duration is not None and not 0 < args.duration < float("inf"):
         return fail("demo", f"--duration {args.duration:g}: give a number of seconds above 0 (or leave it out "
                             f"to run until Ctrl-C)", EXIT_BAD_INPUT)
     tmp = tempfile.TemporaryDirectory(prefix="ecg-edge-demo-")
