@@ -60,7 +60,7 @@ def _one_of(*vals: Any) -> Callable[[Any], bool]:
     return lambda v: v in vals
 
 
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")   # \Z: "$" accepts a trailing newline
 INT, NUM, STR, BOOL = (int,), (int, float), (str,), (bool,)
 
 SCHEMA: dict[str, dict[str, Key]] = {

@@ -40,7 +40,7 @@ ROLLBACK_CONTEXT = b"ecg-edge-model-rollback/v1\n"
 MAX_ROLLBACK_VALIDITY_S = 7 * 24 * 3600
 POINTER = "current.json"
 SHIPPED = "shipped"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,95}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,95}\Z")     # \Z: "$" would accept a trailing newline
 
 
 def sha256_hex(data: bytes) -> str:
@@ -66,7 +66,7 @@ def rollback_digest(from_version: str, to_version: str, not_after: int) -> bytes
     return h.digest()
 
 
-_VERSION = re.compile(r"^(\d+(?:\.\d+)*)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
+_VERSION = re.compile(r"^(\d+(?:\.\d+)*)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?\Z")
 
 
 def version_key(version: str) -> tuple:

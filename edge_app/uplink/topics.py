@@ -12,7 +12,7 @@ SCHEMA_VERSION = 1
 COMMANDS = ("status", "config/get", "config/set", "patient/set", "patient/clear", "alarm/ack",
             "model/install", "model/chunk", "model/rollback")
 
-_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")   # \Z: "$" accepts a trailing newline
 
 
 def check_device_id(device_id: str) -> str:
