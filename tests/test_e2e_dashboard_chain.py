@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 
@@ -62,12 +63,15 @@ def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def test_suspected_mi_travels_to_the_clinician_and_the_review_back_to_the_crew(tmp_path) -> None:
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_suspected_mi_travels_to_the_clinician_and_the_review_back_to_the_crew(tmp_path, database) -> None:
     expect = sync_api.expect
     display_port = free_port()
-    with MosquittoBroker(tmp_path / "broker") as broker, \
-            testing.run_stack(tmp_path / "station", broker.port) as station, \
-            sync_api.sync_playwright() as pw:
+    with ExitStack() as stack:
+        db_url = "" if database == "sqlite" else stack.enter_context(testing.PostgresServer(tmp_path)).url
+        broker = stack.enter_context(MosquittoBroker(tmp_path / "broker"))
+        station = stack.enter_context(testing.run_stack(tmp_path / "station", broker.port, database_url=db_url))
+        pw = stack.enter_context(sync_api.sync_playwright())
         station_name = station.config.station.name
         clinician, password = station.users["clinician"]
         col = Collector(broker.port, "ecg/test-dev/triage")
@@ -165,7 +169,7 @@ def test_suspected_mi_travels_to_the_clinician_and_the_review_back_to_the_crew(t
     # publish (device hands the result to the broker) -> row visible in the clinician's worklist
     lat = sorted(seen[r] / 1000.0 - sent[r] for r in sent if r in seen)
     assert rid in seen and lat, (len(sent), len(seen))
-    report = {"results_published": len(sent), "rows_seen": len(lat), "median_s": round(statistics.median(lat), 3),
+    report = {"database": database, "results_published": len(sent), "rows_seen": len(lat), "median_s": round(statistics.median(lat), 3),
               "max_s": round(lat[-1], 3), "target_s": round(seen[rid] / 1000.0 - sent[rid], 3)}
     (tmp_path / "latency.json").write_text(json.dumps(report))
     print(f"\npublish -> worklist latency: {report}")
