@@ -1,7 +1,8 @@
 """Issue 12's first "done when", end to end on real parts, in real Chromium:
 
     ambulance daemon (`ecg-edge run`, real model) on the front-end simulator replaying PTB-XL 00181 (MI)
-      -> real mosquitto -> the receiving station (`ecg-cloud serve`: ingest worker + web app, SQLite)
+      -> real mosquitto -> the receiving station (`ecg-cloud serve`: ingest worker + web app;
+         on SQLite and on a real PostgreSQL)
       -> a clinician signs in, finds the suspected MI at the top of the worklist, opens the case, sees the
          12-lead strip with its Grad-CAM highlights, submits "confirmed"
       -> the bedside page on the ambulance shows "received by <station> at ..." and then the review.
