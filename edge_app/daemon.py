@@ -145,7 +145,7 @@ class Daemon:
                              control=self.operations, model_store=self.models.store)
         sink = UplinkSink(self.uplink, self.store, self.alarms)
         sink.subscribe(self.bus)
-        StripSink(self.uplink, self.cfg.mqtt.strips).subscribe(self.bus)   # each result's strip, right after it
+        StripSink(self.uplink, self.cfg.mqtt.strips, self.store).subscribe(self.bus)   # each result's strip, after it
         model = self.models.model
         self.uplink.set_birth({"software_version": __version__, "model_version": model.model_version,
                                "model_sha256": model.model_sha256, "config_version": self.runtime.version(),

@@ -122,12 +122,28 @@ def test_decompression_is_bounded() -> None:
         decode_strip(dict(s, data=base64.b64encode(bomb).decode()))
 
 
-def test_non_finite_samples_are_refused_at_encoding() -> None:
+def test_missing_samples_travel_as_missing_never_as_numbers() -> None:
+    """A stream gap (NaN on the device) stays a gap: NaN in arrays, null in JSON lists, checksummed."""
     uv, fs = _record()
     uv = uv.copy()
-    uv[10, 1] = np.nan
-    with pytest.raises(StripError, match="NaN"):
-        _encode(uv, fs)
+    uv[1000:1250, :] = np.nan                 # 0.5 s gap in every lead
+    uv[3000:3100, 0] = np.nan                 # lead I alone: III, aVR, aVL, aVF go missing there too
+    s = _encode(uv, fs)
+    assert s["dtype"] == "int32"
+    st = decode_strip(json.loads(json.dumps(s)))
+    twelve = st.twelve_lead_uv()
+    assert np.array_equal(np.isnan(twelve[:, 1]), np.isnan(uv[:, 1]))              # II: exactly the gap
+    assert np.isnan(twelve[3000:3100, [0, 2, 3, 4, 5]]).all() and not np.isnan(twelve[3000:3100, 1]).any()
+    ok = ~np.isnan(uv[:, 6])
+    assert np.array_equal(twelve[ok, 6], np.round(uv[ok, 6]))                        # the rest exact
+    assert st.n_missing == 250 * 8 + 100
+    leads = st.leads_uv()
+    assert leads["V1"][1000] is None and leads["V1"][999] is not None
+    json.dumps(leads, allow_nan=False)                                               # valid JSON for the API
+    bad = uv.copy()
+    bad[10, 1] = np.inf
+    with pytest.raises(StripError, match="infinite"):
+        _encode(bad, fs)
     with pytest.raises(StripError):
         _encode(uv[:, :5], fs)
 

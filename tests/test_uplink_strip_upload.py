@@ -105,7 +105,7 @@ def test_strip_modes_choose_which_results_send_their_strip(tmp_path, mode, expec
 def test_a_strip_that_cannot_be_encoded_is_counted_not_raised(tmp_path) -> None:
     up = Uplink(_config(1), "amb-07", tmp_path / "outbox.sqlite")
     sink = StripSink(up, "all")
-    bad = np.full((5000, 12), np.nan)
+    bad = np.full((5000, 12), np.inf)                # NaN is a missing sample (sent as such); inf is not data
     assert sink.publish(_result("high", 0), bad, 500.0) is None
     assert sink.counters["failed"] == 1 and up.outbox.depth() == 0
     up.outbox.close()
@@ -207,3 +207,41 @@ def test_routine_strips_stop_at_half_the_outbox_budget_results_and_mi_strips_go_
     up.publish_result(mi, "high")
     assert sink.publish(mi, uv, fs) is not None      # a suspected MI's strip is still offered
     up.outbox.close()
+
+
+def test_a_strip_the_outbox_refused_is_offered_again_after_its_result(tmp_path) -> None:
+    """Outbox full: the strips are refused, remembered, and queued from the store on a later status tick,
+    each only once its own result is in the outbox (the uplink sink re-queues refused results likewise)."""
+    from edge_app.storage import ResultStore
+    store = ResultStore(tmp_path / "state")
+    with MosquittoBroker(tmp_path) as broker:
+        up = Uplink(_config(broker.port, outbox_max_bytes=1024 * 1024), "amb-07", tmp_path / "outbox.sqlite")
+        sink = StripSink(up, "all", store)
+        while up.outbox.used_bytes() < 1024 * 1024 - 30_000:        # room for results, not for a strip
+            up.publish_event({"code": "filler", "pad": "x" * 20_000}, "high")
+        uv, fs = _strip("00181_hr")
+        first, second = _result("high", 0), _result("high", 1)
+        for r in (first, second):
+            store.put(r, uv, fs)
+        store.set_msg_id(first["id"], up.publish_result(first, "high"))   # the second result is not queued yet
+        assert sink.publish(first, uv, fs) is None and sink.publish(second, uv, fs) is None
+        assert list(sink.pending) == [first["id"], second["id"]] and sink.retry() == 0     # still full
+        col = Collector(broker.port, "ecg/amb-07/#")
+        try:
+            up.start()
+            assert up.wait_drained(30)                               # the link drains the outbox: room again
+            assert sink.retry() == 1 and list(sink.pending) == [second["id"]]   # waits for its result
+            store.set_msg_id(second["id"], up.publish_result(second, "high"))
+            assert sink.retry() == 1 and not sink.pending and sink.counters["retried"] == 2
+            assert up.wait_drained(30)
+            col.wait_for("strip", 2, timeout=10)
+        finally:
+            up.stop()
+            col.close()
+    wire = [(t.rsplit("/", 1)[1], json.loads(p)) for t, p, _ in col.messages if t.endswith(("/triage", "/strip"))]
+    order = [(leaf, d["result"]["id"] if leaf == "triage" else d["strip"]["result_id"]) for leaf, d in wire]
+    for rid in (first["id"], second["id"]):                           # each strip after its own result
+        assert order.index(("triage", rid)) < order.index(("strip", rid)), order
+        strip = decode_message(next(d for leaf, d in wire if leaf == "strip" and d["strip"]["result_id"] == rid))
+        assert np.array_equal(strip.samples_uv[:, 0], np.round(uv[:, 0]).astype(np.int32))
+    store.close()

@@ -8,7 +8,9 @@ Both carry the result's priority, and the outbox's order (priority, then product
 suspected MI's strip ahead of routine traffic and right behind its own result.
 
 A failure to queue a strip (outbox full, an unencodable window) is logged and counted, never raised: the
-result has already been queued and the strip stays in the device's own store.
+result has already been queued and the strip stays in the device's own store. A strip the outbox refused
+(full, disk error) is offered again from the store on a later status tick, once its result is queued (the
+uplink sink re-queues refused results the same way), so an outage of the outbox does not cost strips.
 
 Why a strip budget: a strip is 5-7x its result, so during a long outage strips alone would fill the outbox
 (512 MiB: ~20 h of strips at a 5 s stride, against ~6 days of results alone) and then the outbox would refuse
@@ -17,13 +19,15 @@ of its byte budget (they stay in the store); a high-priority (suspected MI) stri
 """
 from __future__ import annotations
 
+import collections
 import logging
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge_app.messages import ResultReady, TelemetryUpdate
+from edge_app.messages import ResultReady, StatusTick, TelemetryUpdate
+from edge_app.uplink.outbox import OutboxRefused
 from edge_app.uplink.settings import STRIP_MODES
 from edge_app.uplink.strip_codec import StripError, encode_strip
 
@@ -34,22 +38,28 @@ log = logging.getLogger(__name__)
 FLAGGED = ("high", "medium")
 #: Non-high strips are not queued while the outbox holds more than this fraction of its byte budget.
 STRIP_BUDGET_FRACTION = 0.5
+#: Refused strips remembered for a retry (the oldest are forgotten beyond this; they stay in the store).
+PENDING_MAX = 1000
 
 
 class StripSink:
     """Encodes each result's strip and queues it on the uplink (Uplink.publish_strip). mode = mqtt.strips."""
 
-    def __init__(self, uplink: Any, mode: str = "all"):
+    def __init__(self, uplink: Any, mode: str = "all", store: Any | None = None):
+        """store: the ResultStore (get, strip, unqueued) to offer refused strips again; None: no retry."""
         if mode not in STRIP_MODES:
             raise ValueError(f"strip mode {mode!r} not one of {STRIP_MODES}")
         self.uplink = uplink
         self.mode = mode
-        self.counters = {"queued": 0, "skipped": 0, "failed": 0, "bytes": 0, "over_budget": 0}
+        self.store = store
+        self.counters = {"queued": 0, "skipped": 0, "failed": 0, "bytes": 0, "over_budget": 0, "retried": 0}
         self.bus: Dispatcher | None = None
+        self.pending: collections.OrderedDict[str, None] = collections.OrderedDict()   # refused, oldest first
 
     def subscribe(self, bus: Dispatcher) -> None:
         self.bus = bus
         bus.subscribe(ResultReady, self.on_result)
+        bus.subscribe(StatusTick, self.on_status)
 
     def wants(self, result: dict[str, Any]) -> bool:
         if self.mode == "off":
@@ -86,6 +96,15 @@ class StripSink:
             self.counters["failed"] += 1
             log.error("strip of result %s not sent: %s", rid[:8], exc)
             return None
+        except OutboxRefused as exc:      # full or a disk error: offered again once the outbox works
+            self.counters["failed"] += 1
+            if self.store is not None:
+                self.pending[rid] = None
+                while len(self.pending) > PENDING_MAX:
+                    self.pending.popitem(last=False)
+            log.warning("outbox refused the strip of result %s (%s); %s", rid[:8], exc,
+                        "offered again later" if self.store is not None else "it stays in the store")
+            return None
         except Exception:  # noqa: BLE001 - OutboxFull etc.: the uplink already raised its technical alarm
             self.counters["failed"] += 1
             log.exception("could not queue the strip of result %s; it stays in the store", rid[:8])
@@ -93,6 +112,37 @@ class StripSink:
         self.counters["queued"] += 1
         self.counters["bytes"] += len(strip["data"])
         return msg_id
+
+    def on_status(self, msg: StatusTick) -> None:
+        if self.pending:
+            self.retry()
+
+    def retry(self) -> int:
+        """Offer refused strips again, oldest first, each only once its result is queued; stops at the first
+        refusal. Returns how many were queued."""
+        waiting = {r["id"] for r in self.store.unqueued()}
+        done = 0
+        for rid in list(self.pending):
+            if rid in waiting:                # its result is not in the outbox yet: keep the order, wait
+                break
+            result = self.store.get(rid)
+            try:
+                strip_uv, fs = self.store.strip(rid) if result is not None else (None, None)
+            except (KeyError, FileNotFoundError, OSError, ValueError):
+                strip_uv, fs = None, None
+            if strip_uv is None:              # deleted by retention or stored without its strip
+                self.pending.pop(rid, None)
+                continue
+            before = self.counters["failed"]
+            msg_id = self.publish(result, strip_uv, fs)
+            if msg_id is None and self.counters["failed"] > before:
+                self.pending.move_to_end(rid, last=False)      # publish re-added it at the end: keep its place
+                break
+            self.pending.pop(rid, None)                         # queued, or now over the strip budget: done
+            if msg_id is not None:
+                self.counters["retried"] += 1
+                done += 1
+        return done
 
     def _over_budget(self) -> bool:
         outbox = getattr(self.uplink, "outbox", None)

@@ -12,9 +12,12 @@ Why this shape:
   usual case), int32 otherwise (pacing spikes, saturation, a large electrode offset on the first sample).
 - A SHA-256 of the raw integers (not of the compressed bytes) proves the decoded samples are the ones the
   device measured, whatever happened to the encoding in between.
+- Missing samples (a stream gap, NaN on the device) are the integer MISSING = -2**31, as WFDB marks them with
+  its format's lowest value: never a made-up number. Decoded, they are NaN (arrays) or null (JSON lists).
 
 Data layout: `data` = base64( zlib( concat over `leads` (lead-major) of the little-endian `dtype` first
-differences d[0] = x[0], d[k] = x[k] - x[k-1] ) ). `sha256` = hex SHA-256 of concat over `leads` of the
+differences d[0] = x[0], d[k] = x[k] - x[k-1] ) ), as int32 taken modulo 2**32 (two's complement wrap: a step
+into or out of MISSING does not fit otherwise); the receiver sums them and wraps to int32. `sha256` = hex SHA-256 of concat over `leads` of the
 little-endian int32 samples x (absolute, not differences). docs/mqtt.md has the prose.
 """
 from __future__ import annotations
@@ -37,6 +40,8 @@ WIRE_LEADS: tuple[str, ...] = CHANNELS
 #: Column of each wire lead in a 12-lead (LEADS order) array.
 _WIRE_COLUMNS = tuple(LEADS.index(name) for name in WIRE_LEADS)
 LSB_UV = 1.0
+#: A missing sample (NaN on the device) on the wire.
+MISSING = -(2 ** 31)
 #: Receivers refuse anything larger (a 10 s strip at 500 Hz is 40,000 samples): 60 s at 1 kHz, 8 leads.
 MAX_SAMPLES_TOTAL = 8 * 60 * 1000
 _I32 = (-(2 ** 31), 2 ** 31 - 1)
@@ -54,7 +59,7 @@ class Strip:
     run_id: str
     fs: float
     leads: tuple[str, ...]          # wire lead names, WIRE_LEADS
-    samples_uv: np.ndarray          # (n_samples, len(leads)) int32 microvolts
+    samples_uv: np.ndarray          # (n_samples, len(leads)) int32 microvolts; MISSING = no sample
     start_index: int
     device_time_us: int | None
     t0: str                         # ISO UTC time of the first sample (device wall clock, estimated)
@@ -63,28 +68,38 @@ class Strip:
     def n_samples(self) -> int:
         return int(self.samples_uv.shape[0])
 
-    def twelve_lead_uv(self) -> np.ndarray:
-        """(n, 12) float64 microvolts in the standard order (I, II, III, aVR, aVL, aVF, V1..V6)."""
-        return derive_leads(self.samples_uv.astype(np.float64))
+    @property
+    def n_missing(self) -> int:
+        return int(np.count_nonzero(self.samples_uv == MISSING))
 
-    def leads_uv(self) -> dict[str, list[float]]:
-        """{lead name: samples in uV} for all 12 leads (what the dashboard API serves)."""
+    def twelve_lead_uv(self) -> np.ndarray:
+        """(n, 12) float64 microvolts in the standard order (I, II, III, aVR, aVL, aVF, V1..V6); NaN = missing
+        (a derived lead is missing where either of its measured leads is)."""
+        x = self.samples_uv.astype(np.float64)
+        x[self.samples_uv == MISSING] = np.nan
+        return derive_leads(x)
+
+    def leads_uv(self) -> dict[str, list[float | None]]:
+        """{lead name: samples in uV, None = missing} for all 12 leads (what the dashboard API serves)."""
         twelve = self.twelve_lead_uv()
-        return {name: twelve[:, i].tolist() for i, name in enumerate(LEADS)}
+        return {name: [None if v != v else v for v in twelve[:, i].tolist()] for i, name in enumerate(LEADS)}
 
 
 def quantise_uv(native_uv: np.ndarray) -> np.ndarray:
-    """(n, 12) or (n, 8) microvolts -> (n, 8) int32 wire leads (rounded to 1 uV). Raises StripError on NaN/inf."""
+    """(n, 12) or (n, 8) microvolts -> (n, 8) int32 wire leads (rounded to 1 uV; NaN -> MISSING). Raises
+    StripError on +-inf or a value outside the int32 range."""
     x = np.asarray(native_uv, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] not in (8, 12) or x.shape[0] < 1:
         raise StripError(f"strip must be (n, 12) leads or (n, 8) channels with n >= 1, got {x.shape}")
     if x.shape[1] == 12:
         x = x[:, _WIRE_COLUMNS]
-    if not np.all(np.isfinite(x)):
-        raise StripError("strip holds NaN or infinite samples; nothing to encode faithfully")
-    q = np.round(x / LSB_UV)
-    if q.min() < _I32[0] or q.max() > _I32[1]:
+    if np.isinf(x).any():
+        raise StripError("strip holds infinite samples; nothing to encode faithfully")
+    missing = np.isnan(x)
+    q = np.round(np.where(missing, 0.0, x) / LSB_UV)
+    if q.min() <= MISSING or q.max() > _I32[1]:
         raise StripError("strip sample outside the int32 microvolt range")
+    q[missing] = MISSING
     return q.astype(np.int32)
 
 
@@ -99,6 +114,7 @@ def encode_strip(native_uv: np.ndarray, fs: float, *, result_id: str, run_id: st
     samples = quantise_uv(native_uv)
     deltas = np.diff(samples.astype(np.int64), axis=0, prepend=0)           # d[0] = x[0]
     dtype = "int16" if deltas.size and np.abs(deltas).max() <= 32767 else "int32"
+    deltas = _wrap_i32(deltas)                                                # exact for int16, mod 2**32 else
     raw = np.ascontiguousarray(deltas.T.astype("<i2" if dtype == "int16" else "<i4")).tobytes()
     return {"format": FORMAT, "result_id": str(result_id), "run_id": str(run_id), "fs": float(fs),
             "leads": list(WIRE_LEADS), "derived_leads": [n for n in LEADS if n not in WIRE_LEADS],
@@ -108,6 +124,11 @@ def encode_strip(native_uv: np.ndarray, fs: float, *, result_id: str, run_id: st
             "encoding": ENCODING, "dtype": dtype,
             "data": base64.b64encode(zlib.compress(raw, level)).decode("ascii"),
             "sha256": samples_sha256(samples)}
+
+
+def _wrap_i32(v: np.ndarray) -> np.ndarray:
+    """int64 -> the int32 value it is congruent to modulo 2**32 (two's complement)."""
+    return ((v + 2 ** 31) % 2 ** 32) - 2 ** 31
 
 
 def decode_strip(strip: dict[str, Any]) -> Strip:
@@ -149,10 +170,7 @@ def _decode(s: dict[str, Any]) -> Strip:
         raise StripError(f"data decompresses to {len(raw)}{'+' if d.unconsumed_tail else ''} bytes, "
                          f"expected {expected} ({n} samples x {len(leads)} leads x {width})")
     deltas = np.frombuffer(raw, dtype="<i2" if width == 2 else "<i4").reshape(len(leads), n).astype(np.int64)
-    samples = np.cumsum(deltas, axis=1).T
-    if samples.min() < _I32[0] or samples.max() > _I32[1]:
-        raise StripError("decoded samples overflow int32")
-    samples = np.ascontiguousarray(samples.astype(np.int32))
+    samples = np.ascontiguousarray(_wrap_i32(np.cumsum(deltas, axis=1)).T.astype(np.int32))
     if samples_sha256(samples) != str(s["sha256"]).lower():
         raise StripError("checksum mismatch: the decoded samples are not the ones the device sent")
     dt = s.get("device_time_us")
