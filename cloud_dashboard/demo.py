@@ -70,6 +70,14 @@ def _stop(p: subprocess.Popen, timeout: float = 10) -> None:
             p.wait(5)
 
 
+def _simulator_module() -> str:
+    """The front-end simulator's command-line module (`ecg-frontend-sim`): firmware_bridge.simulator_cli where the
+    CLI has its own module, else firmware_bridge.simulator."""
+    import importlib.util
+    return "firmware_bridge.simulator_cli" if importlib.util.find_spec("firmware_bridge.simulator_cli") \
+        else "firmware_bridge.simulator"
+
+
 def start_ambulance(workdir: Path, index: int, record: dict[str, Any], broker_port: int) -> dict[str, Any]:
     """Simulator (real-time replay of `record`, looping) + the real daemon, configured for the demo broker."""
     dev = f"amb-{index + 1:02d}"
@@ -77,7 +85,7 @@ def start_ambulance(workdir: Path, index: int, record: dict[str, Any], broker_po
     d.mkdir(parents=True, exist_ok=True)
     link = d / "frontend"
     sim_log = open(d / "simulator.log", "ab")
-    sim = subprocess.Popen([sys.executable, "-m", "firmware_bridge.simulator", str(RECORDS_DIR / record["record_500hz"]),
+    sim = subprocess.Popen([sys.executable, "-m", _simulator_module(), str(RECORDS_DIR / record["record_500hz"]),
                             "--link", str(link), "--speed", "1", "--device-id", dev],
                            stdout=sim_log, stderr=sim_log, stdin=subprocess.DEVNULL)
     sim_log.close()
