@@ -168,7 +168,6 @@ class CommandRouter:
         self.transport = transport
         self.model_store = model_store
         self.public_key_path = public_key_path
-        self.on_config_reported: Callable[[dict[str, Any]], None] | None = None
         self.on_model_changed: Callable[[dict[str, Any]], None] | None = None
 
     @property
@@ -265,8 +264,6 @@ class CommandRouter:
         except ConfigError as exc:
             raise CommandError("invalid_config", str(exc), {"key": exc.key, "problem": exc.problem,
                                                              "fix": exc.fix}) from None
-        if self.on_config_reported is not None:
-            self.on_config_reported(reported)
         return {"applied": True, "by": by, "config": reported}
 
     def _patient_set(self, args: dict[str, Any], by: str) -> Any:

@@ -14,6 +14,7 @@ their existing wire shape (results.py, docs/mqtt.md); these classes only carry t
 | StatusTick        | daemon                       | every 5 s (only built when someone listens) |
 | TelemetryUpdate   | Telemetry                    | every 5 s (send now or not) and per result  |
 | PatientChanged    | DeviceOperations             | patient context set or cleared              |
+| ConfigChanged     | DeviceOperations             | a runtime configuration change was applied  |
 | DeviceInfoChanged | daemon                       | model swapped, front end (re)introduced     |
 """
 from __future__ import annotations
@@ -88,6 +89,13 @@ class TelemetryUpdate:
 class PatientChanged:
     """The patient context changed (any source: socket, MQTT, page, config)."""
     patient: dict[str, Any]       # PatientContext.to_dict()
+
+
+@dataclass(frozen=True)
+class ConfigChanged:
+    """A runtime configuration change was applied (any source: MQTT, control socket). `config` is the new
+    effective configuration, secrets masked, with its config_version: what config/reported retains."""
+    config: dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
-from edge_app.messages import PatientChanged
+from edge_app.messages import ConfigChanged, PatientChanged
 from edge_app.patient import validate_patient
 from edge_app.results import PatientContext
 
@@ -72,7 +72,9 @@ class DeviceOperations:
             age, sex = self.runtime.current.patient
             self.set_patient(age, sex)
         log.info("configuration changed: %s", {k: n for k, (o, n) in diff.items()})
-        return self.get_config()
+        reported = self.get_config()
+        self.bus.publish(ConfigChanged(reported))       # config/reported on MQTT, whichever way it came
+        return reported
 
     def get_patient(self) -> dict[str, Any]:
         return self.patient.get().to_dict()

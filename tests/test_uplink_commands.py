@@ -12,6 +12,8 @@ from edge_app.uplink.service import Uplink
 from edge_app.uplink.settings import MqttConfig
 from mosquitto_broker import MosquittoBroker
 from device_helpers import real_device
+from edge_app.command_router import CommandRouter
+from edge_app.sinks.uplink import UplinkSink
 from mqtt_helpers import Collector, retained
 
 MAX_CMD = 64 * 1024
@@ -24,6 +26,7 @@ def rig(tmp_path):
         cfg = MqttConfig.from_dict({"enabled": True, "port": broker.port, "reconnect_min_s": 0.1,
                                     "telemetry_interval_s": 3600, "max_command_bytes": MAX_CMD})
         up = Uplink(cfg, "amb-cmd", tmp_path / "o.db", control=device.operations)
+        UplinkSink(up, device.state.store, device.state.alarms).subscribe(device.bus)   # as the daemon wires it
         up.start()
         assert up.wait_connected(10)
         col = Collector(broker.port, "ecg/#")
@@ -66,6 +69,14 @@ def test_good_commands_apply_and_report(rig):
     validate(reported, "config_reported")
     assert reported["config_version"] == version1 and reported["config"]["model"]["thresholds"]["MI"] == 0.35
 
+    # a change made locally (control socket) is reported on MQTT too
+    local = CommandRouter(device.operations, "socket").execute("config/set", {"changes": {"windows.stride_s": 2}},
+                                                               "crew")
+    time.sleep(0.3)
+    reported = json.loads(retained(broker.port, "ecg/amb-cmd/config/reported"))
+    assert reported["config_version"] == local["config"]["config_version"] != version1
+    assert reported["config"]["windows"]["stride_s"] == 2
+
     r = fleet.command("amb-cmd", "patient/set", {"age": 64, "sex": "female"})
     assert r["ok"] and device.operations.get_patient() == {"age": 64.0, "sex": "female"}
     r = fleet.command("amb-cmd", "patient/set", {"age": 65})                 # an omitted field keeps its value
@@ -78,7 +89,7 @@ def test_good_commands_apply_and_report(rig):
     assert not r["ok"] and r["error"]["code"] == "conflict" and "dr-test" in r["error"]["message"]
     kinds = device.audit_kinds()
     assert [k for k in kinds if k in ("config_change", "patient_set", "patient_cleared", "alarm_ack")] == [
-        "config_change", "patient_set", "patient_set", "patient_cleared", "alarm_ack"]
+        "config_change", "config_change", "patient_set", "patient_set", "patient_cleared", "alarm_ack"]
 
     # every payload the device produced matches its written schema
     for leaf in ("birth", "config/reported"):

@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from edge_app.messages import (AlarmChanged, DeviceEvent, DeviceInfoChanged, ResultReady, StatusTick,
-                               TelemetryUpdate)
+from edge_app.messages import (AlarmChanged, ConfigChanged, DeviceEvent, DeviceInfoChanged, ResultReady,
+                               StatusTick, TelemetryUpdate)
 from edge_app.uplink.outbox import OutboxRefused
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ class UplinkSink:
         bus.subscribe(TelemetryUpdate, self.on_telemetry)
         bus.subscribe(DeviceInfoChanged, self.on_device_info)
         bus.subscribe(StatusTick, self.on_status_tick)
+        bus.subscribe(ConfigChanged, self.on_config)
 
     def queue_unsent(self) -> bool:
         """Results in the store never handed to the outbox (a crash between store and outbox, or a refused
@@ -60,6 +61,10 @@ class UplinkSink:
             self.queue_unsent()
         else:
             self._queue_result(msg.result)
+
+    def on_config(self, msg: ConfigChanged) -> None:
+        """A configuration change (from MQTT or the control socket): the retained config/reported follows."""
+        self.uplink.report_config(msg.config)
 
     def on_status_tick(self, msg: StatusTick) -> None:
         if self.failing:

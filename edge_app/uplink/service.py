@@ -60,7 +60,6 @@ class Uplink:
         self.on_delivered = on_delivered
         self.commands = CommandProcessor(device_id, control, model_store, config.model_public_key,
                                          config.max_command_bytes)
-        self.commands.router.on_config_reported = self._on_config_reported
         self.commands.router.on_model_changed = self._on_model_changed
         self._client: mqtt.Client | None = None
         self._connected = threading.Event()
@@ -382,8 +381,11 @@ class Uplink:
         if self._client is not None:
             self.retained.publish_birth(self._client)
 
-    def _on_config_reported(self, reported: dict[str, Any] | None) -> None:
-        self._publish_config_reported(reported)
+    def report_config(self, config: dict[str, Any]) -> None:
+        """The device's effective configuration changed: republish the retained config/reported (if online;
+        every (re)connect publishes it anyway)."""
+        if self._connected.is_set():
+            self._publish_config_reported(config)
 
     def _publish_config_reported(self, reported: dict[str, Any] | None) -> None:
         if self._client is not None:
