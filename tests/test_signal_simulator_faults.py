@@ -10,10 +10,8 @@ import wfdb
 
 from edge_app.signal_chain import faults as F
 from edge_app.signal_chain.quality import ecg_quality
-
-firmware = pytest.importorskip("firmware_bridge.simulator")
-from firmware_bridge.driver import FrontEndDriver  # noqa: E402
-from firmware_bridge.simulator import FrontEndSimulator  # noqa: E402
+from firmware_bridge.driver import FrontEndDriver
+from firmware_bridge.simulator import FrontEndSimulator
 
 ROOT = Path(__file__).resolve().parents[1]
 RECS = sorted((ROOT / "tests/fixtures/ptbxl_official_sample/records500").rglob("*_hr.hea"))[:4]
