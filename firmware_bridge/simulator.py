@@ -432,3 +432,9 @@ class FrontEndSimulator:
         self._queue(wire)
         self.stats.frames_sent += 1
         return True
+
+
+if __name__ == "__main__":            # the command line lives in simulator_cli.py (no import cycle)
+    print("ecg-frontend-sim: run 'ecg-frontend-sim ...' or 'python -m firmware_bridge.simulator_cli ...'",
+          file=sys.stderr)
+    sys.exit(2)
