@@ -238,3 +238,16 @@ def test_station_on_the_shipped_broker_config_with_its_own_certificate_and_acl(t
             dev.loop_stop()
         finally:
             worker.stop()
+
+
+def test_workers_do_not_outlive_a_killed_supervisor(tmp_path):
+    """`ecg-cloud serve` SIGKILLed: its ingest workers stop by themselves (an orphan would fight the next
+    supervisor's worker for the same MQTT client id)."""
+    import psutil
+    with MosquittoBroker(tmp_path / "broker") as broker, run_stack(tmp_path / "st", broker.port, workers=2) as st:
+        pids = st.worker_pids()
+        assert len(pids) == 2
+        st.proc.kill()
+        st.proc.wait(10)
+        wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                                 for p in pids), 30, "orphaned workers to exit")

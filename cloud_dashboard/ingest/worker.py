@@ -76,6 +76,7 @@ class IngestWorker:
         self._stop = threading.Event()
         self.connected = threading.Event()
         self._pending_reviews: dict[int, str] = {}
+        self._acked_reviews: queue.Queue[str] = queue.Queue()
         self._lock = threading.Lock()
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5,
                         manual_ack=True)
@@ -151,10 +152,7 @@ class IngestWorker:
         with self._lock:
             review_id = self._pending_reviews.pop(mid, None)
         if review_id and not reason_code.is_failure:
-            with self.factory() as s:
-                s.execute(update(Review).where(Review.review_id == review_id, Review.published_at.is_(None))
-                          .values(published_at=utcnow()))
-                s.commit()
+            self._acked_reviews.put(review_id)        # recorded by the reviews thread (no DB work in the network thread)
 
     # -- database thread --------------------------------------------------------------------------------
     def heartbeat(self) -> None:
@@ -189,7 +187,14 @@ class IngestWorker:
                     items.append(self._q.get_nowait())
                 except queue.Empty:
                     break
-            outcomes = self._commit_with_retry(items)
+            outcomes = None
+            while not self._stop.is_set():
+                try:
+                    outcomes = self._commit_with_retry(items)
+                    break
+                except Exception:                  # noqa: BLE001 -- e.g. quarantining failed too: retry, never drop
+                    log.exception("could not store a batch of %d; retrying (nothing acknowledged)", len(items))
+                    time.sleep(1.0)
             if outcomes is None:        # stopping while the database was unreachable: nothing acknowledged
                 return
             # Receipts are queued BEFORE the PUBACKs: paho writes packets in order, so a worker killed after
@@ -253,9 +258,17 @@ class IngestWorker:
         another process or host; the review row is the durable outbox)."""
         import json
         while not self._stop.wait(0.3):
-            if not self.connected.is_set():
-                continue
             try:
+                acked = []
+                while not self._acked_reviews.empty():
+                    acked.append(self._acked_reviews.get_nowait())
+                if acked:
+                    with self.factory() as s:
+                        s.execute(update(Review).where(Review.review_id.in_(acked), Review.published_at.is_(None))
+                                  .values(published_at=utcnow()))
+                        s.commit()
+                if not self.connected.is_set():
+                    continue
                 with self.factory() as s:
                     todo = s.scalars(select(Review).where(Review.published_at.is_(None)).order_by(Review.id)
                                      .limit(100)).all()
@@ -273,12 +286,19 @@ class IngestWorker:
 
 def run_worker(cfg: CloudConfig, index: int) -> int:
     """`ecg-cloud ingest`: run one worker until SIGTERM/SIGINT."""
+    import os
+    parent = os.getppid()
     worker = IngestWorker(cfg, index).start()
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     last = 0.0
     while not done.wait(1.0):
+        if os.getppid() != parent:
+            # The supervisor (`ecg-cloud serve`) died without stopping us: exit, or a restarted supervisor's worker
+            # with the same client id would fight this orphan for the MQTT session.
+            log.error("%s: parent process %d is gone; stopping", worker.client_id, parent)
+            break
         if time.monotonic() - last > 60:
             last = time.monotonic()
             log.info("%s counters %s", worker.client_id, worker.ingestor.counters)
