@@ -23,9 +23,9 @@ import numpy as np
 
 from edge_app.command_router import CommandError
 from edge_app.jsonsafe import json_safe
-from edge_app.patient import SEXES
 
 from .live_strip import LiveStrip
+from .views import patient_view, result_summary
 
 if TYPE_CHECKING:
     from edge_app.command_router import CommandRouter
@@ -167,7 +167,7 @@ class LiveHub:
             for alarm in alarms:
                 if isinstance(alarm, dict) and alarm.get("id"):
                     self._add_alarm_locked(alarm, rid)
-            self._bump("result", self.summary(shown))
+            self._bump("result", result_summary(shown))
 
     def _add_alarm_locked(self, alarm: dict[str, Any], result_id: str | None = None) -> dict[str, Any]:
         a = _plain(dict(alarm))
@@ -221,10 +221,10 @@ class LiveHub:
             self._status = _plain(dict(status))
             self._bump("status", self._status)
 
-    def set_patient_view(self, patient: dict[str, Any]) -> None:
+    def setpatient_view(self, patient: dict[str, Any]) -> None:
         """The current patient context when it changed elsewhere (fleet over MQTT, CLI)."""
         with self._cond:
-            self._patient = _patient_view(patient)
+            self._patient = patient_view(patient)
             self._bump("patient", dict(self._patient))
 
     # ------------------------------------------------------------------ writes from the page
@@ -240,7 +240,7 @@ class LiveHub:
     def set_patient(self, body: Any) -> dict[str, Any]:
         """patient/set with the page's body {"age", "sex"}; a field left out keeps its value. Raises
         DisplayInputError (nothing changed) when the router refuses it."""
-        patient = _patient_view(self._command("patient/set", body))
+        patient = patient_view(self._command("patient/set", body))
         with self._cond:
             self._patient = patient
             self._bump("patient", dict(self._patient))
@@ -248,7 +248,7 @@ class LiveHub:
 
     def clear_patient(self) -> dict[str, Any]:
         """'New patient': forget age and sex."""
-        patient = _patient_view(self._command("patient/clear", {}))
+        patient = patient_view(self._command("patient/clear", {}))
         with self._cond:
             self._patient = patient
             self._bump("patient", dict(self._patient))
@@ -263,22 +263,6 @@ class LiveHub:
                                                 "acknowledged_at": alarm.get("acknowledged_at")}))
 
     # ------------------------------------------------------------------ reads (server side)
-    @staticmethod
-    def summary(r: dict[str, Any]) -> dict[str, Any]:
-        """The fields a results list needs (no CAM arrays)."""
-        keys = ("id", "time", "record", "window", "triage_level", "alarm_priority", "triage", "priority",
-                "level", "label", "probabilities", "heart_rate_bpm", "heart_rate", "patient", "quality",
-                "model", "model_version", "alarms", "alarm", "gap_before", "notice", "rhythm")
-        s = {k: r[k] for k in keys if k in r}
-        expl = r.get("explanation")
-        if isinstance(expl, dict):
-            e = {k: expl[k] for k in ("class", "leads", "seconds", "summary") if k in expl}
-            if isinstance(expl.get("findings"), list):   # findings without any CAM arrays
-                e["findings"] = [{k: v for k, v in f.items() if k != "cam"} for f in expl["findings"]
-                                 if isinstance(f, dict)]
-            s["explanation"] = e
-        return s
-
     @property
     def version(self) -> int:
         with self._lock:
@@ -310,7 +294,7 @@ class LiveHub:
                 "patient": dict(self._patient),
                 "alarms": [dict(a) for a in self._alarms.values() if not a.get("acknowledged")],
                 "latest_id": self._latest_id,
-                "latest": self.summary(latest) if latest else None,
+                "latest": result_summary(latest) if latest else None,
                 "last_review": dict(self._last_review) if self._last_review else None,
                 "version": self._version,
             }
@@ -336,10 +320,10 @@ class LiveHub:
         """Newest first: in-memory results, topped up from the store (after a restart) when short."""
         with self._lock:
             items = list(self._results.values())[-limit:] if limit > 0 else []
-            out = [self.summary(e.result) for e in reversed(items)]
+            out = [result_summary(e.result) for e in reversed(items)]
         if len(out) < limit:
             seen = {r["id"] for r in out}
-            out += [self.summary(r) for r in self._stored(limit) if r.get("id") not in seen][:limit - len(out)]
+            out += [result_summary(r) for r in self._stored(limit) if r.get("id") not in seen][:limit - len(out)]
         if self.feedback_lookup is not None:
             for r in out:
                 r["feedback"] = self._feedback(r.get("id"))
@@ -415,15 +399,3 @@ class LiveHub:
             if self._version <= version:
                 self._cond.wait(timeout)
             return self._version
-
-
-def _patient_view(p: Any) -> dict[str, Any]:
-    """{"age", "sex"} with the daemon's "unknown" strings (PatientContext.to_dict) mapped to None."""
-    if hasattr(p, "to_dict") and not isinstance(p, dict):
-        p = p.to_dict()
-    if not isinstance(p, dict):
-        p = {}
-    age, sex = p.get("age"), p.get("sex")
-    age = float(age) if isinstance(age, (int, float)) and not isinstance(age, bool) and math.isfinite(age) else None
-    sex = sex if sex in SEXES else None
-    return {"age": age, "sex": sex}
