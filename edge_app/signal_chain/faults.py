@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from firmware_bridge.samples import CHANNELS, derive_leads
+from firmware_bridge.leads import CHANNELS, ELECTRODES, LEADS
+from firmware_bridge.samples import derive_leads
+#: Potential of a floating electrode: the simulator's own value (beyond the rail, so channels clip).
+from firmware_bridge.simulator_faults import FLOATING_ELECTRODE_UV  # noqa: F401 - re-exported
 
-from .quality import ELECTRODES
-
-#: Potential of a floating electrode (same as the simulator: beyond the rail, so channels clip).
-FLOATING_ELECTRODE_UV = 700_000.0
 #: Index of each measured channel in the 12-lead (PTB-XL) order.
-_CH_IN_LEADS = np.array([0, 1, 6, 7, 8, 9, 10, 11])
+_CH_IN_LEADS = np.array([LEADS.index(c) for c in CHANNELS])
 
 
 def to_channels(leads_uv: np.ndarray) -> np.ndarray:
