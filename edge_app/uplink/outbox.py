@@ -65,7 +65,8 @@ class OutboxFull(OutboxRefused):
 
 
 class OutboxWriteError(OutboxRefused):
-    """The disk failed the write (sqlite3.OperationalError: disk I/O error, database or disk is full, ...).
+    """The disk failed the write (sqlite3.OperationalError: disk I/O error, database or disk is full, ...; or a
+    file that went bad while running: sqlite3.DatabaseError "database disk image is malformed").
     The transaction was rolled back: nothing queued, nothing already queued lost."""
 
     alarm_code = "outbox_write_failed"
@@ -167,7 +168,7 @@ class Outbox:
                         self._db.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass                # SQLite rolls a failed transaction back itself on the next open
-                if isinstance(exc, sqlite3.OperationalError):
+                if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.IntegrityError):
                     self.refused += 1
                     raise OutboxWriteError(self.path, exc, self._depth) from exc
                 raise
