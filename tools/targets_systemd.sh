@@ -117,10 +117,11 @@ check_systemd() {
     result FAIL "$name.ready" "$(tail -n 2 "$LOG/start.err" | tr '\n' ' ') $(in_container journalctl -u ecg-edge -n 5 --no-pager | tr '\n' ' ')"
     systemd_shutdown; return
   fi
-  if wait_for 30 sh -c "nsenter --target $CT_PID --all -- systemctl show -p StatusText --value ecg-edge | grep -q '^streaming'"; then
-    result PASS "$name.stream" "daemon reads the simulator's pty through the sandbox: STATUS=$(unit_prop ecg-edge StatusText)"
+  # the whole data path inside the sandbox: samples from the pty, a 10 s window analysed, stored, published
+  if wait_for 60 sh -c "nsenter --target $CT_PID --all -- systemctl show -p StatusText --value ecg-edge | grep -qE '^streaming; windows [1-9]'"; then
+    result PASS "$name.stream" "daemon reads the simulator's pty and analyses windows in the sandbox: STATUS=$(unit_prop ecg-edge StatusText); $(in_container sh -c 'find /var/lib/ecg-edge/store -name "*.json" | wc -l') result(s) stored"
   else
-    result FAIL "$name.stream" "not streaming after 30 s: STATUS=$(unit_prop ecg-edge StatusText)"
+    result FAIL "$name.stream" "no analysed window after 60 s: STATUS=$(unit_prop ecg-edge StatusText); $(in_container journalctl -u ecg-edge -n 3 --no-pager | tr '\n' ' ')"
   fi
 
   # watchdog: freeze the daemon; systemd must kill it when WatchdogSec passes without WATCHDOG=1, then restart it
