@@ -221,7 +221,7 @@ class LiveHub:
             self._status = _plain(dict(status))
             self._bump("status", self._status)
 
-    def setpatient_view(self, patient: dict[str, Any]) -> None:
+    def set_patient_view(self, patient: dict[str, Any]) -> None:
         """The current patient context when it changed elsewhere (fleet over MQTT, CLI)."""
         with self._cond:
             self._patient = patient_view(patient)
