@@ -10,7 +10,7 @@ import tempfile
 import threading
 from typing import Any
 
-from edge_app.cli.builtin import DEFAULT_DEMO_RECORD, RECORDS_DIR, resolve_record
+from edge_app.cli.builtin import DEFAULT_DEMO_RECORD, RECORDS_DIR, builtin_names, resolve_record
 from edge_app.cli.common import EXIT_BAD_INPUT, EXIT_OK, NOTICE, fail, plural, setup_logging
 from edge_app.cli.show import format_result
 
@@ -18,7 +18,7 @@ from edge_app.cli.show import format_result
 def add_parser(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser("demo", help="simulator on a real record -> daemon -> results on screen")
     sp.add_argument("--record", help=f"WFDB record path or built-in record name (default {DEFAULT_DEMO_RECORD.name}, "
-                                     "PTB-XL, MI)")
+                                     f"PTB-XL, MI; built-in: {', '.join(builtin_names())})")
     sp.add_argument("--duration", type=float, help="stop after S seconds (default: until Ctrl-C)")
     sp.add_argument("--speed", type=float, default=1.0, help="replay speed (1 = real time)")
     sp.add_argument("--stride", type=float, help="seconds between results (default 5)")
