@@ -355,3 +355,20 @@ def test_reading_a_format_16_record_does_not_import_wfdb():
             "read_wfdb_uv('edge_app/data/records/00181_hr'); print('wfdb' in sys.modules, 'pandas' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), capture_output=True, text=True, timeout=60)
     assert r.stdout.split() == ["False", "False"], r.stdout + r.stderr
+
+
+def test_other_formats_go_through_wfdb_and_equal_its_physical_signal():
+    """Format-212 MIT-BIH fixtures take the wfdb path: the microvolts equal wfdb's own p_signal x 1000."""
+    import wfdb
+    paths = sorted((ROOT / "tests" / "fixtures").rglob("*.hea"))
+    compared = 0
+    for hea in paths:
+        if " 212 " not in hea.read_text():
+            continue
+        base = hea.with_suffix("")
+        got = read_wfdb_uv(base).signals_uv
+        want = wfdb.rdrecord(str(base)).p_signal * 1000.0
+        assert np.array_equal(got, want, equal_nan=True), base
+        compared += 1
+    print(f"\nformat-212 records via wfdb: {compared} equal to wfdb.rdrecord(...).p_signal * 1000")
+    assert compared >= 2
