@@ -47,7 +47,7 @@
       E("tr", {}, E("th", { text: "Alarms" }), E("td", { text: (r.alarms || []).map(a => a.code).join(", ") || "none" }))));
     const q = (r.quality && r.quality.per_lead) || {};
     const qt = E("table", {}, E("tr", {}, ...["Lead", "Verdict", "Noise (uV)", "Amplitude (uV)", "Flags"].map(h => E("th", { text: h }))));
-    for (const [name, v] of Object.entries(q)) qt.append(E("tr", {}, E("td", { text: name }), E("td", { text: v.verdict }), E("td", { text: v.noise_uv ?? "\u2014" }), E("td", { text: v.amplitude_uv ?? "\u2014" }), E("td", { text: (v.flags || []).join(", ") })));
+    for (const [name, v] of Object.entries(q)) qt.append(E("tr", {}, E("td", { text: name }), E("td", { text: v.verdict }), E("td", { text: v.noise_uv == null ? "\u2014" : v.noise_uv.toFixed(1) }), E("td", { text: v.amplitude_uv == null ? "\u2014" : v.amplitude_uv.toFixed(0) }), E("td", { text: (v.flags || []).join(", ") })));
     document.getElementById("quality").replaceChildren(qt);
     // reviews
     const rv = document.getElementById("reviews"); rv.replaceChildren();

@@ -16,11 +16,12 @@
   async function refresh() {
     const d = await ECG.api("/api/v1/devices/" + encodeURIComponent(id));
     document.getElementById("title").replaceChildren(d.device_id, " ", ECG.badge(d.online ? "online" : "offline", d.online ? "b-online" : "b-offline"));
-    const row = (k, v) => E("tr", {}, E("th", { text: k }), E("td", { text: v ?? "\u2014" }));
+    const fmt = v => v === null || v === undefined ? "\u2014" : typeof v === "object" ? (v.verdict || v.state || JSON.stringify(v)) : String(v);
+    const row = (k, v) => E("tr", {}, E("th", { text: k }), E("td", { text: fmt(v) }));
     document.getElementById("facts").replaceChildren(E("table", {}, row("Last seen", ECG.time(d.last_seen) + " (" + ECG.ago(d.last_seen) + ")"),
-      row("Online/offline since", ECG.time(d.availability_at)), row("Software", d.software_version), row("Model", `${d.model_version} (${(d.model_sha256 || "").slice(0, 12)})`),
+      row("Online/offline since", ECG.time(d.availability_at)), row("Software", d.software_version), row("Model", d.model_version ? `${d.model_version} (sha256 ${(d.model_sha256 || "").slice(0, 12)}\u2026)` : null),
       row("Model rollout", d.rollout ? `${d.rollout.command}: ${d.rollout.state} ${d.rollout.error_code || ""} ${ECG.time(d.rollout.at)}` : "none seen"),
-      row("Outbox depth", d.outbox_depth), row("Front end", JSON.stringify(d.frontend_status)), row("Signal quality", JSON.stringify(d.signal_quality)),
+      row("Outbox depth", d.outbox_depth), row("Front end", d.frontend_status), row("Signal quality", d.signal_quality),
       row("CPU / temperature", `${d.cpu_percent ?? "\u2014"} % / ${d.temperature_c ?? "\u2014"} \u00b0C`), row("Config version", d.config_version)));
     const s = d.series;
     document.getElementById("plots").replaceChildren(spark("Signal quality (1 good, 0.5 acceptable, 0 unusable)", s.t, s.quality, "", 0, 1),

@@ -63,13 +63,13 @@ function drawEcg(strip, opts = {}) {
     if (!finding || !finding.cam || !finding.cam.length) return;
     const m = finding.cam.length, binS = dur / m, strong = new Set(finding.leads || []);
     for (let i = 0; i < m; i++) {
-      const v = finding.cam[i]; if (v < 0.25) continue;
+      const v = finding.cam[i]; if (v < 0.5) continue;     // the upper half of the activation only
       const t0 = i * binS, c = Math.min(COLS - 1, Math.floor(t0 / colS));
       for (let r = 0; r < 3; r++) {
         const w = strong.has(LAYOUT[r][c]) ? 0.55 : 0.25;
-        hl.append(svgEl("rect", { x: LEFT_MM + t0 * MM_S, y: ROW_MM * r + 1, width: binS * MM_S, height: ROW_MM - 2, fill: "#ff8c00", "fill-opacity": (v * w).toFixed(3), class: "cam" }));
+        hl.append(svgEl("rect", { x: LEFT_MM + t0 * MM_S, y: ROW_MM * r + 1, width: binS * MM_S, height: ROW_MM - 2, fill: "#ff8c00", "fill-opacity": ((v - 0.4) * w * 1.6).toFixed(3), class: "cam" }));
       }
-      hl.append(svgEl("rect", { x: LEFT_MM + t0 * MM_S, y: ROW_MM * 3 + 1, width: binS * MM_S, height: ROW_MM - 2, fill: "#ff8c00", "fill-opacity": (v * 0.4).toFixed(3), class: "cam" }));
+      hl.append(svgEl("rect", { x: LEFT_MM + t0 * MM_S, y: ROW_MM * 3 + 1, width: binS * MM_S, height: ROW_MM - 2, fill: "#ff8c00", "fill-opacity": ((v - 0.4) * 0.6).toFixed(3), class: "cam" }));
     }
   };
   return svg;
