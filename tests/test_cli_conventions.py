@@ -155,9 +155,10 @@ def test_a_tampered_model_is_a_failure_not_a_traceback(tmp_path):
     blob[len(blob) // 2] ^= 0xFF
     tfl.write_bytes(bytes(blob))
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[model]\nmanifest = "{tmp_path / "manifest.json"}"\n')
+    cfg.write_text(f'[model]\nmanifest = "{tmp_path / "manifest.json"}"\n[storage]\nstate_dir = "{tmp_path / "s"}"\n'
+                   f'[frontend]\nport = "{tmp_path / "no-tty"}"\n')
     assert man["classes"]
-    for args in (["replay", "00181_lr"], ["selftest"]):
+    for args in (["replay", "00181_lr"], ["selftest"], ["run"]):
         r = cli(*args, "--config", str(cfg))
         assert r.returncode == EXIT_FAILED and "Traceback" not in r.stderr + r.stdout, (args, r.stderr)
         assert "tampered" in r.stderr + r.stdout

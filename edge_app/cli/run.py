@@ -22,13 +22,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         return config_error("run", e)
     setup_logging(args.log_level or cfg.get("logging.level"))
     from edge_app.daemon import Daemon
+    from edge_app.inference import BackendError, ModelError
     d = Daemon(cfg)
     d.install_signal_handlers()
     try:
         d.start()
     except ConfigError as e:
         return config_error("run", e)
-    except Exception as e:  # noqa: BLE001 - startup failures: say what, exit non-zero (systemd restarts)
+    except (ModelError, BackendError, OSError) as e:   # known causes: one line that says what, no traceback
+        logging.getLogger("edge_app.daemon").error("startup failed: %s", e)
+        d.shutdown()
+        return EXIT_FAILED
+    except Exception as e:  # noqa: BLE001 - an unexpected startup failure is a bug: keep its traceback
         logging.getLogger("edge_app.daemon").exception("startup failed: %s", e)
         d.shutdown()
         return EXIT_FAILED
