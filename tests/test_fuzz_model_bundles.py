@@ -109,3 +109,85 @@ def test_fuzzed_model_bundles_are_refused_and_change_nothing(tmp_path):
     # and a good, newer bundle still installs
     m2, mb2, f2 = load_bundle(str(new_version_bundle(tmp_path, "3.6.0")))
     assert store.install(m2, mb2, sign_bundle(priv, m2, mb2, f2), pub, files=f2)["ok"]
+
+
+@needs_model
+def test_hostile_chunked_uploads_over_mqtt(tmp_path):
+    """model/chunk sequences through a real mosquitto: a flipped part, a lying total_sha256, parts of another
+    upload, a part beyond count, a reassembly that is not the install args, a chunked downgrade. Each is refused,
+    the running model stays, and a good chunked upload still installs afterwards."""
+    import base64 as b64m
+
+    from cloud_dashboard.fleet_cli import FleetClient, install_args
+    from device_helpers import real_device
+    from edge_app.uplink.service import Uplink
+    from edge_app.uplink.settings import MqttConfig
+    from mosquitto_broker import MosquittoBroker
+
+    keygen(str(tmp_path / "fleet.key"), str(tmp_path / "fleet.pub"))
+    priv = str(tmp_path / "fleet.key")
+    store = ModelStore(tmp_path / "state", SHIPPED)
+    dev = real_device(tmp_path, "amb-chunk")
+
+    def args_of(version: str) -> bytes:
+        m, mb, f = load_bundle(str(new_version_bundle(tmp_path, version)))
+        return json.dumps(install_args(m, mb, f, sign_bundle(priv, m, mb, f)), separators=(",", ":")).encode()
+
+    def parts(blob: bytes, n: int = 4) -> list[bytes]:
+        k = -(-len(blob) // n)
+        return [blob[i:i + k] for i in range(0, len(blob), k)]
+
+    def send(fleet, uid: str, chunks: list[bytes], total: str, count: int | None = None,
+             order: list[int] | None = None) -> dict:
+        reply: dict = {}
+        for i in (order if order is not None else range(len(chunks))):
+            reply = fleet.command("amb-chunk", "model/chunk", {
+                "upload_id": uid, "index": i, "count": count or len(chunks), "total_sha256": total,
+                "data_b64": b64m.b64encode(chunks[i % len(chunks)]).decode()}, timeout=60)
+            if not reply.get("ok") or reply["result"].get("complete") is not False:
+                return reply
+        return reply
+
+    good = args_of("4.0.0")
+    sha = lambda b: hashlib.sha256(b).hexdigest()  # noqa: E731
+    with MosquittoBroker(tmp_path) as broker:
+        cfg = MqttConfig.from_dict({"enabled": True, "port": broker.port, "telemetry_interval_s": 3600,
+                                    "model_public_key": str(tmp_path / "fleet.pub")})
+        up = Uplink(cfg, "amb-chunk", tmp_path / "o.db", control=dev.operations, model_store=store)
+        up.start()
+        try:
+            assert up.wait_connected(10)
+            shipped_v = store.active_info()["version"]
+            refused = {}
+            with FleetClient(port=broker.port) as fleet:
+                ch = parts(good)
+                flipped = list(ch)
+                flipped[2] = bytes([flipped[2][0] ^ 1]) + flipped[2][1:]
+                refused["flipped part"] = send(fleet, "u-flip", flipped, sha(good))
+                refused["lying total"] = send(fleet, "u-lie", ch, "0" * 64)
+                first_two = send(fleet, "u-count", ch, sha(good), order=[0, 1])
+                assert first_two["ok"] and first_two["result"]["received"] == 2
+                refused["count changes mid-upload"] = fleet.command("amb-chunk", "model/chunk", {
+                    "upload_id": "u-count", "index": 2, "count": 9, "total_sha256": sha(good), "data_b64": ""})
+                refused["index beyond count"] = fleet.command("amb-chunk", "model/chunk", {
+                    "upload_id": "u-idx", "index": 4, "count": 4, "total_sha256": sha(good), "data_b64": ""})
+                refused["a part carrying another part's data"] = send(fleet, "u-dup", [ch[0], ch[1], ch[3], ch[3]],
+                                                                      sha(good))
+                not_args = b"[1, 2, 3]"
+                refused["reassembly is not install args"] = send(fleet, "u-arr", parts(not_args, 2), sha(not_args))
+                deep = b"[" * 20000 + b"]" * 20000
+                refused["reassembly nested too deep"] = send(fleet, "u-deep", parts(deep, 4), sha(deep))
+                down = args_of("0.9.0")
+                refused["chunked downgrade"] = send(fleet, "u-down", parts(down), sha(down))
+                for name, r in refused.items():
+                    assert r and not r["ok"] and r["error"]["code"] in ("bad_request", "model_rejected", "bad_json"), \
+                        (name, r)
+                    assert r["error"]["code"] != "failed"
+                    assert store.active_info()["version"] == shipped_v, name
+                assert refused["chunked downgrade"]["error"]["details"]["report"]["stage"] == "version"
+                ok = send(fleet, "u-good", parts(good), sha(good))
+                assert ok["ok"] and ok["result"]["version"] == "4.0.0", ok
+            print(f"chunked upload cases refused: {len(refused)}, then a good chunked upload installed")
+        finally:
+            up.stop()
+            dev.close()
