@@ -14,7 +14,7 @@ How, keeping the outputs bit-identical to scipy.signal (tested: tests/test_signa
   `scipy/signal/__init__.py` (1.5 MB instead of ~80 MB). The Python around them (padding, initial
   conditions, axis handling) repeats scipy's wrappers operation for operation. If the kernels cannot
   be loaded this way (a scipy that moved them), `scipy.signal` is imported instead: same results, more
-  memory; `KERNELS` says which path is in use.
+  memory; `kernels().path` says which ("direct" or "scipy.signal"; tests require "direct").
 - Designs are tabulated once (`edge_app/data/dsp_designs.json`, written by
   `python -m edge_app.signal_chain.dsp_table` with scipy.signal and checked against it entry by entry in the
   tests). A design not in the table (an unusual rate) is computed with scipy.signal on first use and
