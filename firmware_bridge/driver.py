@@ -119,6 +119,11 @@ class FrontEndDriver:
                        bad_frames=d.frames_rejected - d.crc_errors, bytes_discarded=d.bytes_discarded)
 
     @property
+    def last_refusal(self) -> str | None:
+        """Why the last DATA frame was refused (wrong sample count, implausible sequence), or None."""
+        return self._sequencer.last_refusal
+
+    @property
     def fs(self) -> int | None:
         return self._info.rate_hz if self._info else None
 

@@ -396,7 +396,7 @@ def test_sequence_jump_duplicates_and_frame_size_are_not_trusted():
         # a frame with another sample count mid-stream is refused (the device announced 10 per frame)
         blocks = send(frame(15, n=7) + frame(16))
         assert [(b.first_index, b.gap_before, b.n) for b in blocks] == [(160, 10, 10)]
-        assert drv.stats.frames_refused == 3 and "announced 10 per frame" in drv._sequencer.last_refusal
+        assert drv.stats.frames_refused == 3 and "announced 10 per frame" in drv.last_refusal
         # a jump confirmed by the next frame is a real restart: unknown gap, reported, index not shifted
         blocks = send(b"".join(frame(s, k=s - 1_000_000 + 17) for s in range(1_000_000, 1_000_003)))
         assert [(b.first_index, b.gap_before, b.events, b.n) for b in blocks] == [(170, -1, ("sequence_jump",), 30)]
