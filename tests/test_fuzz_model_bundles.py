@@ -11,7 +11,6 @@ import os
 import random
 from pathlib import Path
 
-import pytest
 
 from cloud_dashboard.fleet_cli import keygen, load_bundle, sign_bundle
 from edge_app.model_store import ModelStore

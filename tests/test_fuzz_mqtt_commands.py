@@ -8,7 +8,6 @@ except through a reply that says ok, and afterwards the device still answers and
 """
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import random
