@@ -154,6 +154,7 @@ def test_suspected_mi_travels_to_the_clinician_and_the_review_back_to_the_crew(t
             review = bedside.locator("#review")
             expect(review).to_contain_text("Hospital review: CONFIRMED", timeout=30_000)
             expect(review).to_contain_text("cath lab activated")
+            expect(review).to_contain_text(f"{testing.DEMO_USERS['clinician'][1]}, {station_name}")   # who, where
             expect(bedside.locator("#notice")).to_contain_text("NOT A DIAGNOSIS")
             bedside.screenshot(path=str(tmp_path / "bedside.png"))
 
