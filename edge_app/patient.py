@@ -19,7 +19,6 @@ from edge_app.results import PatientContext
 from edge_app.storage.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
-MAX_REQUEST = 1 << 20
 AGE_MIN, AGE_MAX = 0, 130
 SEXES = ("male", "female")
 UNKNOWN = ("", "unknown", "none", "null")
@@ -54,9 +53,9 @@ class PatientStore:
         self._ctx = default or PatientContext()
         if self.path.exists():
             try:
-                d = json.loads(self.path.read_text())
-                self._ctx = validate_patient(d.get("age"), d.get("sex"))
-            except (OSError, ValueError) as e:
+                saved = json.loads(self.path.read_text())
+                self._ctx = validate_patient(saved.get("age"), saved.get("sex"))
+            except (OSError, ValueError, AttributeError) as e:     # AttributeError: not a JSON object
                 log.warning("ignoring unreadable %s: %s", self.path, e)
 
     def get(self) -> PatientContext:
