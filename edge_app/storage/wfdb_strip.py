@@ -3,8 +3,9 @@
 Why: the wfdb package imports pandas (and scipy), ~40 MB of resident memory the daemon would carry
 only to write one small, fixed-layout file per result (issue 17). WFDB stays the format (any WFDB
 tool, PhysioNet's viewers and the wfdb package itself read these strips); this module writes exactly
-the bytes `wfdb.wrsamp` writes for this layout and reads them back exactly as `wfdb.rdrecord` does —
-both checked byte for byte / bit for bit against the wfdb package in tests/test_storage_wfdb_strip.py.
+the bytes `wfdb.wrsamp` writes for this layout, checked byte for byte against the wfdb package in
+tests/test_storage_wfdb_strip.py; strips are read back by the appliance's one WFDB reader
+(firmware_bridge.records.read_wfdb_uv), equal to `wfdb.rdrecord` bit for bit (same test).
 
 Layout: 12 leads in `firmware_bridge.leads.LEADS` order, format 16 (little-endian int16, samples
 interleaved), gain 1000/mV (1 uV per unit, range +/-32.767 mV), baseline 0, one .dat file. Missing
@@ -21,10 +22,6 @@ import numpy as np
 MISSING = -32768
 UV_PER_LSB = 1.0
 ADC_GAIN = 1000.0 / UV_PER_LSB           # units per mV
-
-
-class StripFormatError(ValueError):
-    """A strip file this reader does not understand (not written by write_strip's layout)."""
 
 
 def _fs_text(fs: float) -> str:
@@ -68,27 +65,14 @@ def write_strip(directory: str | os.PathLike, name: str, uv: np.ndarray, fs: flo
 
 
 def read_strip(base: str | os.PathLike) -> tuple[np.ndarray, float, list[str]]:
-    """<base>.hea/.dat written by write_strip -> ((n, ch) microvolts, NaN = missing; fs; lead names).
+    """<base>.hea/.dat -> ((n, ch) microvolts, NaN = missing; fs; signal names).
 
-    Equals `wfdb.rdrecord(base).p_signal * 1000` for these files (tested)."""
+    Read by the appliance's one WFDB reader (firmware_bridge.records.read_wfdb_uv: numpy for format 16,
+    no wfdb/pandas import), so a stored strip means the same signal everywhere; equals
+    `wfdb.rdrecord(base).p_signal * 1000` for these files (tested). A missing strip is FileNotFoundError."""
+    from firmware_bridge.records import read_wfdb_uv
     base = Path(base)
-    try:
-        lines = [ln for ln in base.with_suffix(".hea").read_text(encoding="utf-8").splitlines()
-                 if ln.strip() and not ln.startswith("#")]
-        name, ch, fs_s, n = lines[0].split()[:4]
-        ch, n, fs = int(ch), int(n), float(fs_s)
-        sig = [ln.split() for ln in lines[1:1 + ch]]
-        if len(sig) != ch or any(s[1] != "16" or s[2] != f"{ADC_GAIN}(0)/mV" for s in sig):
-            raise StripFormatError(f"{base}.hea: not an ecg-edge strip (format 16, gain {ADC_GAIN}/mV)")
-        leads = [s[8] if len(s) > 8 else f"ch{i}" for i, s in enumerate(sig)]
-    except (OSError, IndexError, ValueError) as e:
-        if isinstance(e, (StripFormatError, FileNotFoundError)):
-            raise
-        raise StripFormatError(f"{base}.hea: unreadable strip header ({e})") from None
-    raw = np.frombuffer(base.with_suffix(".dat").read_bytes(), dtype="<i2")
-    if raw.size != n * ch:
-        raise StripFormatError(f"{base}.dat: {raw.size} samples, header says {n} x {ch}")
-    d = raw.reshape(n, ch)
-    p = d.astype(np.float64) / ADC_GAIN                  # wfdb's dac: (d - baseline) / gain, baseline 0
-    p[d == MISSING] = np.nan
-    return p * 1000.0, fs, leads
+    if not base.with_suffix(".hea").exists():
+        raise FileNotFoundError(f"{base}.hea: no stored strip")
+    rec = read_wfdb_uv(base)
+    return rec.signals_uv, float(rec.fs), list(rec.sig_names)
