@@ -48,7 +48,8 @@ def entry_hash(entry: dict[str, Any]) -> str:
 
 class AuditLog:
     """Append-only; thread-safe. Kinds used: start, stop, result, alarm, alarm_ack, config_change,
-    model_loaded, patient_set, patient_cleared, store_full, result_recovered, audit_tail_repaired."""
+    model_loaded, patient_set, patient_cleared, store_full, result_recovered, audit_tail_repaired,
+    result_received, review_received (the receiving station's receipts and reviews)."""
 
     def __init__(self, path: str | os.PathLike, device_id: str = "", max_bytes: int = 64 * 1024 * 1024):
         self.path = Path(path)
