@@ -25,7 +25,7 @@ from edge_app.jsonsafe import json_safe
 from edge_app.results import (Explanation, ModelInfo, PatientContext, QualitySummary, TriageResult, WindowSpan,
                               new_id, utc_now_iso)
 from edge_app.triage import decide, merge_thresholds
-from edge_app.windowing import Window, WindowAssembler
+from edge_app.windowing import Window, WindowAssembler, check_stride
 from firmware_bridge.leads import ELECTRODES, LEADS  # noqa: F401 - ELECTRODES re-exported
 from firmware_bridge.records import RecordError, read_wfdb_uv  # noqa: F401 - RecordError re-exported
 
@@ -114,6 +114,7 @@ class Pipeline:
         The window length is fixed by the model (a config change of it is refused before it gets here)."""
         if settings.length_s != self.settings.length_s:
             raise ValueError(f"the window length is fixed at {self.settings.length_s} s while running")
+        check_stride(settings.stride_s, settings.length_s)
         self.settings = settings
         if self.assembler is not None:
             self.assembler.stride_s = float(settings.stride_s)

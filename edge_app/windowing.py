@@ -100,11 +100,20 @@ class GapEvent:
     device_time_us: int | None = None   # front-end clock at the first sample after the gap
 
 
+def check_stride(stride_s: float, length_s: float = 10.0) -> None:
+    """A stride must move forward (> 0) and not skip signal (<= the window length); anything else would make
+    the assembler loop without progress or leave samples unanalysed. ValueError names the accepted range."""
+    if not 0 < float(stride_s) <= float(length_s):
+        raise ValueError(f"stride_s must be more than 0 and at most the window length ({length_s:g} s); "
+                         f"got {stride_s!r}")
+
+
 class WindowAssembler:
     """Feed SampleBlocks with `push`; get the windows that became complete."""
 
     def __init__(self, fs: float, stride_s: float, resampler_factory: Callable[[float], Any],
                  length_s: float = 10.0, keep_s: float | None = None):
+        check_stride(stride_s, length_s)
         self.fs = float(fs)
         self.stride_s = float(stride_s)
         self.length_s = float(length_s)

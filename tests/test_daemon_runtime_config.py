@@ -9,7 +9,8 @@ import pytest
 
 from edge_app.config import config_from_dict
 from edge_app.errors import ConfigError
-from edge_app.pipeline import Pipeline, PipelineSettings
+from edge_app.pipeline import Pipeline, PipelineSettings, _resampler_factory
+from edge_app.windowing import WindowAssembler
 from edge_app.runtime_config import RuntimeConfig
 
 
@@ -62,3 +63,9 @@ def test_pipeline_apply_takes_new_settings_but_not_a_new_window_length():
     assert pipe.settings.stride_s == 2.0 and pipe.settings.threshold_overrides == {"MI": 0.3} and pipe.settings.hr_high_bpm == 170
     with pytest.raises(ValueError):
         pipe.apply(PipelineSettings(length_s=5.0))
+    for stride in (0.0, -1.0, 10.5):                       # no progress, or signal left unanalysed
+        with pytest.raises(ValueError, match="stride_s"):
+            pipe.apply(PipelineSettings(stride_s=stride))
+        with pytest.raises(ValueError, match="stride_s"):
+            WindowAssembler(500, stride, _resampler_factory)
+    assert pipe.settings.stride_s == 2.0
