@@ -321,3 +321,45 @@ def test_bedside_page_in_chromium_shows_queued_then_received_then_the_review(tmp
             up.stop()
     assert sink.counters["reviews"] == 1
     store.close()
+
+
+def test_any_payload_on_the_station_topics_is_ignored_or_stored_never_raised(tmp_path) -> None:
+    """Generated hostile payloads (wrong types, missing or extra keys, huge or odd strings, non-JSON bytes)
+    straight into the handlers: each one is ignored, counted as a repeat/unmatched, or stored; none raises."""
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    store = ResultStore(tmp_path)
+    r, uv, fs = _result("amb-07")
+    store.put(r, uv, fs)
+
+    class Link:                       # only what the sink reads of an uplink: who it is and its topics
+        device_id = "amb-07"
+        topics = type("T", (), {"receipt": "ecg/amb-07/receipt", "review": "ecg/amb-07/review"})
+        outbox = None
+
+        def subscribe(self, topic, handler) -> None:
+            pass
+
+    sink = StationFeedbackSink(tmp_path, store, None, Link(), None)
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=40))
+    values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                           st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+                          max_leaves=8)
+    good_review, good_receipt = _review("amb-07", r["id"]), _receipt("amb-07", [uuid.uuid4().hex], r["id"])
+    mutated = st.sampled_from([good_review, good_receipt]).flatmap(
+        lambda base: st.dictionaries(st.sampled_from(sorted(base) + ["extra"]), values, max_size=len(base) + 1)
+        .map(lambda changes: {**base, **changes}))
+    payloads = st.one_of(st.binary(max_size=64), values.map(lambda v: json.dumps(v).encode()),
+                         mutated.map(lambda d: json.dumps(d).encode()))
+
+    @hypothesis.settings(max_examples=300, deadline=None, database=None,
+                         suppress_health_check=list(hypothesis.HealthCheck))
+    @hypothesis.given(payload=payloads, leaf=st.sampled_from(["receipt", "review"]))
+    def feed(payload: bytes, leaf: str) -> None:
+        (sink.on_receipt if leaf == "receipt" else sink.on_review)(f"ecg/amb-07/{leaf}", payload)
+
+    feed()
+    assert sink.counters["ignored"] > 100                     # most generated payloads are rejected ...
+    for rv in sink.store.reviews(r["id"]):                     # ... and whatever was stored is well-formed
+        assert rv["verdict"] in ("confirmed", "not_confirmed", "repeat_ecg") and rv["reviewer"]
+    store.close()
