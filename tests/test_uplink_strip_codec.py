@@ -204,3 +204,30 @@ def test_size_of_a_ten_second_strip_on_every_built_in_record() -> None:
     for name, wire, raw in rows:
         print(f"strip {name}: {wire} bytes on the wire (raw 8-lead int16 {raw}, "
               f"12-lead int16 {raw * 3 // 2}); ratio {wire / raw:.2f}")
+
+
+def test_decode_raises_strip_error_and_nothing_else_on_generated_strips() -> None:
+    """Any field replaced by any JSON value, or the data bytes flipped: StripError or a verified Strip."""
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    uv, fs = _record("00387_hr")
+    good = _encode(uv[:1000], fs)
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=30))
+    values = st.one_of(scalars, st.lists(scalars, max_size=9), st.dictionaries(st.text(max_size=5), scalars,
+                                                                                max_size=3))
+
+    @hypothesis.settings(max_examples=400, deadline=None, database=None)
+    @hypothesis.given(changes=st.dictionaries(st.sampled_from(sorted(good)), values, max_size=3),
+                      flip=st.integers(min_value=-1, max_value=len(good["data"]) - 1))
+    def check(changes: dict, flip: int) -> None:
+        s = dict(good, **changes)
+        if flip >= 0 and isinstance(s.get("data"), str) and flip < len(s["data"]):
+            c = s["data"][flip]
+            s["data"] = s["data"][:flip] + ("A" if c != "A" else "B") + s["data"][flip + 1:]
+        try:
+            strip = decode_strip(s)
+        except StripError:
+            return
+        assert samples_sha256(strip.samples_uv) == s["sha256"]    # whatever decodes is what was checksummed
+
+    check()
