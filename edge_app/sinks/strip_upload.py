@@ -105,7 +105,7 @@ class StripSink:
             log.warning("outbox refused the strip of result %s (%s); %s", rid[:8], exc,
                         "offered again later" if self.store is not None else "it stays in the store")
             return None
-        except Exception:  # noqa: BLE001 - OutboxFull etc.: the uplink already raised its technical alarm
+        except Exception:  # noqa: BLE001 - anything unforeseen: the result is queued, the strip stays stored
             self.counters["failed"] += 1
             log.exception("could not queue the strip of result %s; it stays in the store", rid[:8])
             return None
@@ -133,13 +133,12 @@ class StripSink:
             if strip_uv is None:              # deleted by retention or stored without its strip
                 self.pending.pop(rid, None)
                 continue
-            before = self.counters["failed"]
+            self.pending.pop(rid, None)
             msg_id = self.publish(result, strip_uv, fs)
-            if msg_id is None and self.counters["failed"] > before:
-                self.pending.move_to_end(rid, last=False)      # publish re-added it at the end: keep its place
+            if rid in self.pending:           # refused again (publish re-added it at the end): keep its place
+                self.pending.move_to_end(rid, last=False)
                 break
-            self.pending.pop(rid, None)                         # queued, or now over the strip budget: done
-            if msg_id is not None:
+            if msg_id is not None:            # else: now over the strip budget, or unencodable (logged): done
                 self.counters["retried"] += 1
                 done += 1
         return done
