@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .beats import BeatError, ecg_peaks
-from .rhythm_features import (V_CORR_MAX, V_WIDTH_MS, V_WIDTH_RATIO, beat_segments, beat_widths_ms,
-                              noisy_leads, shape_correlation, slope_energy, vf_bandpass, vf_features)
+from .rhythm_features import (AF_MIN_RR, AF_RR, MIN_QRS_UV, P_BEATS, P_RATIO_MIN, P_WINDOW_S, V_CORR_MAX,
+                              V_WIDTH_MS, V_WIDTH_RATIO, VT_CONSISTENCY_MIN, beat_segments, beat_widths_ms, noisy_leads,
+                              p_wave_ratio, qrs_amplitudes_uv, rr_af_like, rr_nrmssd, shape_consistency,
+                              shape_correlation, slope_energy, vf_bandpass, vf_features)
 
 #: The labels `ecg-edge measure --json` reports (episodes[].rhythm). AFL is reserved: atrial
 #: flutter with variable block is reported as AF; with fixed block as SVT/tachy.
@@ -28,10 +30,6 @@ RHYTHMS = ("AF", "AFL", "VT", "VF", "SVT", "asystole", "brady", "tachy", "sinus"
 #: Decided every STEP_S on the last BUFFER_S of signal.
 STEP_S = 1.0
 BUFFER_S = 10.0
-#: IEC 60601-2-27 asks heart-rate meters not to count QRS complexes of 0.15 mV or less: a detection whose
-#: largest peak-to-peak (any usable lead, 1-30 Hz, +-60 ms) is below this is baseline noise, not a beat,
-#: so a line with noise on it reads as asystole, not as a fast rhythm of tiny "beats".
-MIN_QRS_UV = 150.0
 #: A detected beat becomes final (classified, used for runs and RR) once this far from the end.
 SETTLE_S = 0.35
 #: No QRS for this long on a usable signal is asystole (IEC 60601-2-27 default).
@@ -44,22 +42,6 @@ VF_WINDOW_S = 4.0
 VT_RUN_BEATS = 3
 VT_ALARM_BEATS = 5
 VT_MIN_RATE = 100.0
-#: The beats of a VT run look alike (median correlation with the run's mean shape): ventricular beats
-#: from one focus do, while "beats" that noise makes up do not (MIT-BIH 105's noise did 12 false runs).
-VT_CONSISTENCY_MIN = 0.8
-#: AF: RR intervals considered (the most recent, ectopic-adjacent ones excluded), and the
-#: irregularity measures' limits (normalised RMSSD, turning point ratio, RR Shannon entropy).
-AF_RR = 24
-AF_MIN_RR = 12
-AF_NRMSSD_MIN = 0.10
-AF_TPR = (0.5, 0.8)
-AF_ENTROPY_MIN = 0.5
-#: P waves: on the average of the last normal beats (lead II, or the first usable lead), the
-#: peak-to-peak of the PR stretch (-300..-80 ms, detrended) relative to the QRS; below this the
-#: P wave is absent, as in AF (development records: AF p90 0.10, sinus p10 >= 0.09 except 207).
-P_RATIO_MIN = 0.07
-P_BEATS = 16
-P_WINDOW_S = (0.35, 0.06)
 #: Rate limits (bpm) for the rate labels; SVT is narrow, regular and faster than SVT_RATE.
 BRADY_RATE = 50.0
 TACHY_RATE = 100.0
@@ -272,7 +254,7 @@ class RhythmMonitor:
         except BeatError:
             return
         offset = self._total - x.shape[0]
-        peaks = self._big_enough(x[:, usable], peaks)
+        peaks = peaks[qrs_amplitudes_uv(x[:, usable], peaks, self.fs) >= MIN_QRS_UV]
         if peaks.size:
             self._last_beat_any = max(self._last_beat_any or 0, int(peaks[-1]) + offset)
         settle = self._total - int(SETTLE_S * fs)
@@ -306,16 +288,6 @@ class RhythmMonitor:
                     beats.widths.append(float(widths[i]))
         self._record_vt_run()
 
-    def _big_enough(self, xu: np.ndarray, peaks: np.ndarray) -> np.ndarray:
-        if peaks.size == 0:
-            return peaks
-        band = vf_bandpass(xu, self.fs)
-        w = int(round(0.06 * self.fs))
-        lo = np.clip(peaks - w, 0, band.shape[0] - 1)
-        hi = np.clip(peaks + w + 1, 1, band.shape[0])
-        ptp = np.array([np.ptp(band[a:b], axis=0).max() for a, b in zip(lo, hi)])
-        return peaks[ptp >= MIN_QRS_UV]
-
     def _is_ventricular(self, seg: np.ndarray | None, width: float, usable: np.ndarray) -> bool:
         beats = self._beats
         if seg is None or len(beats.template) < 3 or not np.isfinite(width):
@@ -329,16 +301,7 @@ class RhythmMonitor:
     def _p_waves_present(self) -> bool:
         """A P wave on the average of the last normal beats (averaging cancels fibrillatory waves)."""
         pre = self._beats.pre
-        if len(pre) < P_BEATS // 2:
-            return False
-        avg = np.mean(np.asarray(pre), axis=0)
-        avg = avg - np.median(avg)
-        fs = self.fs
-        lo, hi = int(round((P_WINDOW_S[0] - 0.30) * fs)), int(round((P_WINDOW_S[0] - 0.08) * fs))
-        pr = avg[lo:hi]
-        pr = pr - np.linspace(pr[0], pr[-1], pr.size)
-        qrs = float(np.ptp(avg[int(round((P_WINDOW_S[0] - 0.05) * fs)):]))
-        return qrs > 0 and float(np.ptp(pr)) / qrs >= P_RATIO_MIN
+        return len(pre) >= P_BEATS // 2 and p_wave_ratio(np.asarray(pre), self.fs) >= P_RATIO_MIN
 
     def _trailing_run(self) -> int:
         """Ventricular beats at the end of the beat list, if they look alike (else 0: noise)."""
@@ -353,9 +316,7 @@ class RhythmMonitor:
         leads = self._beats.shape_leads[-1]
         if len(shapes) < VT_RUN_BEATS:
             return 0
-        mean = np.mean(np.asarray(shapes), axis=0)
-        consistency = float(np.median([shape_correlation(s, mean, leads) for s in shapes]))
-        return run if consistency >= VT_CONSISTENCY_MIN else 0
+        return run if shape_consistency(shapes, leads) >= VT_CONSISTENCY_MIN else 0
 
     def _record_vt_run(self) -> None:
         """VT episodes are runs of >= VT_RUN_BEATS ventricular beats faster than VT_MIN_RATE."""
@@ -389,10 +350,10 @@ class RhythmMonitor:
         # AF: irregularity of the RR intervals between normal beats only.
         normal_pair = ~ven[1:] & ~ven[:-1]
         rr = (np.diff(at) / fs)[normal_pair][-AF_RR:]
-        if rr.size >= AF_MIN_RR and _af_like(rr) and not self._p_waves_present():
+        if rr.size >= AF_MIN_RR and rr_af_like(rr) and not self._p_waves_present():
             n_used = min(AF_RR, rr.size)
             return "AF", rate, max(0.0, t - float(np.sum(rr[-n_used:])))
-        narrow_regular = rr.size >= 4 and _nrmssd(rr[-8:]) < REGULAR_NRMSSD_MAX
+        narrow_regular = rr.size >= 4 and rr_nrmssd(rr[-8:]) < REGULAR_NRMSSD_MAX
         if rate >= SVT_RATE and narrow_regular and not ven[recent].any():
             return "SVT", rate, t
         if rate >= TACHY_RATE:
@@ -402,25 +363,6 @@ class RhythmMonitor:
         if ven[recent].mean() > 0.2 or not narrow_regular:
             return "other", rate, t
         return "sinus", rate, t
-
-
-def _nrmssd(rr: np.ndarray) -> float:
-    if rr.size < 2:
-        return 0.0
-    return float(np.sqrt(np.mean(np.diff(rr) ** 2)) / np.mean(rr))
-
-
-def _af_like(rr: np.ndarray) -> bool:
-    """Irregularly irregular: large successive differences, random ups and downs, spread-out RRs
-    (normalised RMSSD, turning point ratio and Shannon entropy as in Dash et al. 2009)."""
-    nrmssd = _nrmssd(rr)
-    mid = rr[1:-1]
-    turns = np.sum(((mid > rr[:-2]) & (mid > rr[2:])) | ((mid < rr[:-2]) & (mid < rr[2:])))
-    tpr = float(turns) / max(1, mid.size)
-    hist, _ = np.histogram(rr, bins=16)
-    p = hist[hist > 0] / rr.size
-    entropy = float(-(p * np.log(p)).sum() / np.log(16))
-    return nrmssd > AF_NRMSSD_MIN and AF_TPR[0] <= tpr <= AF_TPR[1] and entropy > AF_ENTROPY_MIN
 
 
 def _merge(eps: list[Episode]) -> list[Episode]:

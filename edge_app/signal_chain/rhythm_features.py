@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from . import dsp
 
 #: Band used for the VF measures (Hz): removes baseline wander and high-frequency noise.
@@ -40,6 +41,27 @@ V_CORR_MAX = 0.75
 V_WIDTH_RATIO = 1.2
 #: ... or simply wider than this (ms) while different in shape.
 V_WIDTH_MS = 120.0
+
+#: AF: RR intervals considered (the most recent, ectopic-adjacent ones excluded), and the
+#: irregularity measures' limits (normalised RMSSD, turning point ratio, RR Shannon entropy).
+AF_RR = 24
+AF_MIN_RR = 12
+AF_NRMSSD_MIN = 0.10
+AF_TPR = (0.5, 0.8)
+AF_ENTROPY_MIN = 0.5
+#: P waves: on the average of the last normal beats (lead II, or the first usable lead), the
+#: peak-to-peak of the PR stretch (-300..-80 ms, detrended) relative to the QRS; below this the
+#: P wave is absent, as in AF (development records: AF p90 0.10, sinus p10 >= 0.09 except 207).
+P_RATIO_MIN = 0.07
+P_BEATS = 16
+P_WINDOW_S = (0.35, 0.06)
+#: IEC 60601-2-27 asks heart-rate meters not to count QRS complexes of 0.15 mV or less: a detection whose
+#: largest peak-to-peak (any usable lead, 1-30 Hz, +-60 ms) is below this is baseline noise, not a beat,
+#: so a line with noise on it reads as asystole, not as a fast rhythm of tiny "beats".
+MIN_QRS_UV = 150.0
+#: The beats of a VT run look alike (median correlation with the run's mean shape): ventricular beats
+#: from one focus do, while "beats" that noise makes up do not (MIT-BIH 105's noise did 12 false runs).
+VT_CONSISTENCY_MIN = 0.8
 
 
 @dataclass(frozen=True)
@@ -149,3 +171,51 @@ def slope_energy(x: np.ndarray, fs: float) -> np.ndarray:
     """Summed squared derivative of the 5-18 Hz band over leads (QRS energy), shape (n,)."""
     bp = dsp.sosfiltfilt(dsp.butter_sos(2, (5.0, min(18.0, 0.45 * fs)), "bandpass", fs), x, axis=0)
     return np.sum(np.gradient(bp, axis=0) ** 2, axis=1)
+
+
+def shape_consistency(shapes: list[np.ndarray], leads: np.ndarray) -> float:
+    """Median correlation of each beat with the beats' mean shape (1 = identical beats)."""
+    mean = np.mean(np.asarray(shapes), axis=0)
+    return float(np.median([shape_correlation(s, mean, leads) for s in shapes]))
+
+
+def qrs_amplitudes_uv(x: np.ndarray, peaks: np.ndarray, fs: float) -> np.ndarray:
+    """Largest peak-to-peak (any lead, 1-30 Hz band) within +-60 ms of each detection, microvolts."""
+    if peaks.size == 0:
+        return np.zeros(0)
+    band = vf_bandpass(x, fs)
+    w = int(round(0.06 * fs))
+    lo = np.clip(peaks - w, 0, band.shape[0] - 1)
+    hi = np.clip(peaks + w + 1, 1, band.shape[0])
+    return np.array([np.ptp(band[a:b], axis=0).max() for a, b in zip(lo, hi)])
+
+
+def p_wave_ratio(pre: np.ndarray, fs: float) -> float:
+    """P-wave size on the average of beats (beats, P_WINDOW_S samples around R): peak-to-peak of the
+    detrended PR stretch (-300..-80 ms) over the QRS's peak-to-peak (0 when there is no QRS)."""
+    avg = np.mean(pre, axis=0)
+    avg = avg - np.median(avg)
+    lo, hi = int(round((P_WINDOW_S[0] - 0.30) * fs)), int(round((P_WINDOW_S[0] - 0.08) * fs))
+    pr = avg[lo:hi]
+    pr = pr - np.linspace(pr[0], pr[-1], pr.size)
+    qrs = float(np.ptp(avg[int(round((P_WINDOW_S[0] - 0.05) * fs)):]))
+    return float(np.ptp(pr)) / qrs if qrs > 0 else 0.0
+
+
+def rr_nrmssd(rr: np.ndarray) -> float:
+    if rr.size < 2:
+        return 0.0
+    return float(np.sqrt(np.mean(np.diff(rr) ** 2)) / np.mean(rr))
+
+
+def rr_af_like(rr: np.ndarray) -> bool:
+    """Irregularly irregular: large successive differences, random ups and downs, spread-out RRs
+    (normalised RMSSD, turning point ratio and Shannon entropy as in Dash et al. 2009)."""
+    nrmssd = rr_nrmssd(rr)
+    mid = rr[1:-1]
+    turns = np.sum(((mid > rr[:-2]) & (mid > rr[2:])) | ((mid < rr[:-2]) & (mid < rr[2:])))
+    tpr = float(turns) / max(1, mid.size)
+    hist, _ = np.histogram(rr, bins=16)
+    p = hist[hist > 0] / rr.size
+    entropy = float(-(p * np.log(p)).sum() / np.log(16))
+    return nrmssd > AF_NRMSSD_MIN and AF_TPR[0] <= tpr <= AF_TPR[1] and entropy > AF_ENTROPY_MIN
