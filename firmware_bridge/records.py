@@ -124,6 +124,11 @@ def _check_header(base: Path) -> _HeaderLines:
     """Read the .hea text and check what the wfdb library would otherwise trip over."""
     hea = Path(str(base) + ".hea")
     where = str(hea)
+    if base.is_dir() and not hea.is_file():
+        inside = sorted(base.glob("*.hea"))[:3]
+        example = ", ".join(str(h.with_suffix("")) for h in inside) or f"{base}/NAME for {base}/NAME.hea"
+        raise RecordError(f"{base}: is a directory, not a record; give a record in it (path without extension), "
+                          f"e.g. {example}")
     if not hea.is_file():
         raise RecordError(f"{where}: not found (no WFDB header, so no WFDB record at {base}); give the record "
                           f"path without extension (e.g. records500/00000/00001_hr for 00001_hr.hea + 00001_hr.dat)")

@@ -222,6 +222,8 @@ def test_reader_rules_units_missing_samples_and_lead_names(corpus):
         read_wfdb_uv(by["lead_0_II"]).leads_uv(LEADS)
     assert np.array_equal(read_wfdb_uv(by["lead_3_avr"]).leads_uv(LEADS), good.leads_uv(LEADS))
     assert read_wfdb_uv(by["lead_11_X6"]).leads_uv(CHANNELS[:7]).shape == (1000, 7)
+    with pytest.raises(RecordError, match="is a directory.*00062_hr"):
+        read_wfdb_uv(RECORDS)
     # clear messages for the cases issue 14 lists
     for name, words in [("dat_truncated_2400", "truncated.*100 whole samples"), ("dat_truncated_0", "empty"),
                         ("hea_is_text", "not a WFDB record line"), ("hea_is_binary", "binary file"),

@@ -21,8 +21,8 @@ def resolve_record(name_or_path: str | Path) -> Path:
     built-in names, so a typo is answered with the valid choices.
     """
     base = record_base(name_or_path)
-    if Path(str(base) + ".hea").is_file():
-        return base
+    if Path(str(base) + ".hea").is_file() or base.is_dir():
+        return base                               # a directory: the reader says which records are in it
     if base.name in builtin_names() and len(base.parts) == 1:
         return RECORDS_DIR / base.name
     raise RecordError(f"{name_or_path}: no WFDB record there ({base}.hea not found) and no built-in record of "
