@@ -245,3 +245,26 @@ def test_a_strip_the_outbox_refused_is_offered_again_after_its_result(tmp_path) 
         strip = decode_message(next(d for leaf, d in wire if leaf == "strip" and d["strip"]["result_id"] == rid))
         assert np.array_equal(strip.samples_uv[:, 0], np.round(uv[:, 0]).astype(np.int32))
     store.close()
+
+
+def test_strips_of_results_recovered_at_start_follow_them(tmp_path) -> None:
+    """A crash between storing a result and queueing it: at the next start the uplink sink queues the result
+    and the strip sink, built before it, queues the strip after it on the first status tick."""
+    from edge_app.sinks.uplink import UplinkSink
+    from edge_app.storage import ResultStore
+    store = ResultStore(tmp_path / "state")
+    uv, fs = _strip("00296_hr")
+    lost = _result("high", 0)
+    store.put(lost, uv, fs)                                      # stored, never handed to the outbox
+    up = Uplink(_config(1), "amb-07", tmp_path / "outbox.sqlite")
+    uplink_sink = UplinkSink(up, store)
+    strips = StripSink(up, "all", store)                         # the daemon's order: before queue_unsent
+    assert list(strips.pending) == [lost["id"]]
+    assert strips.retry() == 0                                   # its result is not queued yet: wait
+    uplink_sink.queue_unsent()
+    assert strips.retry() == 1 and not strips.pending
+    rows = up.outbox.next_batch(10, set())
+    assert [(m.kind, (m.body.get("result") or m.body.get("strip"))["id" if m.kind == "triage" else "result_id"])
+            for m in rows] == [("triage", lost["id"]), ("strip", lost["id"])]
+    up.outbox.close()
+    store.close()

@@ -55,6 +55,11 @@ class StripSink:
         self.counters = {"queued": 0, "skipped": 0, "failed": 0, "bytes": 0, "over_budget": 0, "retried": 0}
         self.bus: Dispatcher | None = None
         self.pending: collections.OrderedDict[str, None] = collections.OrderedDict()   # refused, oldest first
+        if store is not None and mode != "off":
+            # results stored but never queued (a crash between store and outbox, or refused before a restart):
+            # the uplink sink queues them at start; their strips follow on the first status tick
+            for result in store.unqueued()[-PENDING_MAX:]:
+                self.pending[str(result["id"])] = None
 
     def subscribe(self, bus: Dispatcher) -> None:
         self.bus = bus
