@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the project into its own virtual environment, .venv/ at the project root (idempotent).
 #   (no flag) : the device only (numpy, scipy, pyserial, paho-mqtt, ai-edge-litert, ...) into .venv
+#   --cloud   : the device plus the receiving end (cloud_dashboard, `ecg-cloud`) and Debian's mosquitto
 #   --dev     : also training, the cloud dashboard, the test tools, and the Debian packages the tests start
 #               (mosquitto, chromium + chromium-driver, postgresql, openssl, and the emulators for tools/targets.sh)
 # Python packages go only into .venv (Debian's python3 refuses system-wide pip installs, PEP 668).
@@ -8,7 +9,13 @@
 # ECG_VENV=/path overrides where the environment lives.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dev=0; [ "${1:-}" = "--dev" ] && dev=1
+dev=0; cloud=0
+case "${1:-}" in
+  --dev) dev=1 ;;
+  --cloud) cloud=1 ;;
+  "") ;;
+  *) echo "usage: bash tools/install.sh [--cloud | --dev]" >&2; exit 2 ;;
+esac
 venv="${ECG_VENV:-$PWD/.venv}"
 
 apt_missing() {  # prints the Debian packages of "$@" that are not installed
@@ -54,6 +61,9 @@ if [ "$dev" = 1 ]; then
     qemu-user-static binfmt-support debootstrap systemd-container \
     gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
   "$venv/bin/python" -m pip install -q -e ".[all]"
+elif [ "$cloud" = 1 ]; then
+  apt_install mosquitto
+  "$venv/bin/python" -m pip install -q -e ".[cloud]"
 else
   "$venv/bin/python" -m pip install -q -e .
 fi
