@@ -9,8 +9,9 @@ so the daemon has no `if self.uplink is not None` branches.
 Rules a subscriber can rely on, and must respect:
 - Handlers run synchronously on the publisher's thread, in the order they were subscribed. Blocks, results,
   status and telemetry are published by the data path (main thread); alarm, patient and config changes can
-  also come from a command thread (control socket, MQTT, the page): their handlers must be thread-safe. Subscription order is the daemon's assembly order, so the record sink
-  (store + audit) runs before the uplink sink, which needs the stored result's index row.
+  also come from a command thread (control socket, MQTT, the page): their handlers must be thread-safe.
+  Subscription order is the daemon's assembly order, so the record sink (store + audit) runs before the
+  uplink sink, which needs the stored result's index row.
 - A handler that raises is logged and skipped; the others still run and the data path goes on
   (one broken sink must not stop the appliance).
 - Handlers must be quick (a block handler runs 50 times a second); slow work goes to the sink's own
