@@ -371,8 +371,12 @@ def build_rows(res: dict[str, Any]) -> tuple[list[tuple[str, str, str, str]], li
                      f"{_f(dp.get('daemon_cpu_page_open'), '{:.1f}')} % ({_f(dp.get('daemon_cpu_extra_with_page'), '{:+.1f}')})",
                      f"headless Chromium {_f(dp.get('browser_cpu_page_open'), '{:.1f}')} % (bench_display.py)"))
 
-    _lean_rows(b, rows, worse)
-    _cloud_rows(b, rows, worse)
+    for add in (_lean_rows, _cloud_rows):
+        try:
+            add(b, rows, worse)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:   # a changed script output: say so
+            worse.append(f"{add.__name__} could not render its rows ({type(e).__name__}: {e}); raw figures are "
+                         "in results.json.")
 
     # --- soak
     for name in ("soak", "soak_long"):
