@@ -25,6 +25,12 @@ FAILED=0
 MOUNTS=()
 
 mkdir -p "$CACHE" "$LOG"
+# one run at a time: two runs would reinstall the same cached roots and share their mounts
+exec 9>"$CACHE/.lock"
+if ! flock -n 9; then
+  echo "tools/targets.sh: another run holds $CACHE/.lock; waiting for it" >&2
+  flock 9
+fi
 
 source "$REPO/tools/targets_lib.sh"
 source "$REPO/tools/targets_systemd.sh"
