@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from firmware_bridge import protocol as P  # noqa: E402
+from firmware_bridge.frame_decoder import FrameDecoder  # noqa: E402
 from firmware_bridge.samples import CHANNELS, ELECTRODES, derive_leads  # noqa: E402
 from firmware_bridge.simulator import load_record  # noqa: E402
 
@@ -51,7 +52,7 @@ def make_stream(record: Path, seconds: float) -> tuple[bytes, int, int]:
 
 
 def run_once(stream: bytes, chunk: int) -> tuple[float, int, int]:
-    dec = P.FrameDecoder()
+    dec = FrameDecoder()
     perm = np.arange(len(CHANNELS))
     lsb_uv = LSB_PV / 1e6
     shifts = np.arange(len(ELECTRODES), dtype=np.uint16)

@@ -6,7 +6,9 @@ nothing of the rest of the appliance: edge_app imports it, never the other way r
 - leads:     CHANNELS, LEADS, ELECTRODES, LEAD_ELECTRODES/ELECTRODE_LEADS: the one definition for the appliance
 - records:   read_wfdb_uv, the one WFDB reader (units from the header -> microvolts; missing samples NaN)
 - samples:   SampleBlock, derive_leads (what the driver hands up)
-- protocol:  wire format v1 (docs/wire_protocol.md): messages, encode/decode, FrameDecoder
+- protocol:  wire format v1 (docs/wire_protocol.md): codes, messages, encode/decode (the one module of the format);
+             cobs: its byte stuffing; protocol_errors: why a frame is refused (both re-exported by protocol)
+- frame_decoder: FrameDecoder, a byte stream in -> the messages of every intact frame out (DecoderStats)
 - driver:    FrontEndDriver(port).blocks() -> SampleBlock | None, with gaps, resets, reconnects
 - simulator: FrontEndSimulator, a replaying front end on a pty; simulator_faults: its faults;
              simulator_cli: ecg-frontend-sim

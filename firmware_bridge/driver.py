@@ -18,6 +18,7 @@ import numpy as np
 import serial
 
 from . import protocol as P
+from .frame_decoder import FrameDecoder
 from .sequencer import FrameSequencer
 from .samples import CHANNELS, ELECTRODES, SampleBlock, derive_leads
 
@@ -85,7 +86,7 @@ class FrontEndDriver:
         self._ser: serial.Serial | None = None
         self._lock = threading.Lock()
         self._closed = threading.Event()
-        self._decoder = P.FrameDecoder()
+        self._decoder = FrameDecoder()
         self._counters = DriverStats()
         self._token = 0
         self._backlog: list[P.Message] = []

@@ -13,6 +13,11 @@ Why this shape:
 
 All multi-byte integers are little-endian. The payload (what COBS wraps) is:
     version u8 | type u8 | body ... | crc32 u32 (over version, type and body)
+
+This module is the format: codes, sizes, messages and their byte layout. The mechanisms around it live
+beside it and are re-exported here where they are part of the format's API: cobs.py (byte stuffing),
+protocol_errors.py (why a frame is refused); frame_decoder.py (FrameDecoder: a byte stream in, intact
+messages out) imports this module, so it is imported from there.
 """
 from __future__ import annotations
 
@@ -23,6 +28,9 @@ from typing import Union
 
 import numpy as np
 
+from .cobs import cobs_decode, cobs_encode  # noqa: F401 - public here: the framing of this format
+from .protocol_errors import (CrcError, FramingError, MalformedError, ProtocolError,  # noqa: F401 - public
+                              UnknownTypeError, VersionError)
 from .samples import CHANNELS, ELECTRODES
 
 PROTOCOL_VERSION = 1
@@ -82,34 +90,6 @@ def lead_off_mask(electrodes) -> int:
 def mask_electrodes(mask: int) -> tuple[str, ...]:
     """Bit mask -> electrode names, ELECTRODES order."""
     return tuple(e for i, e in enumerate(ELECTRODES) if mask >> i & 1)
-
-
-# ---------------------------------------------------------------------------------------------
-# errors
-
-
-class ProtocolError(ValueError):
-    """A frame that must not be accepted. Subclasses say why (the decoder counts them separately)."""
-
-
-class FramingError(ProtocolError):
-    """COBS structure broken (a code byte points past the end of the frame)."""
-
-
-class CrcError(ProtocolError):
-    """CRC-32 mismatch: the bytes were damaged on the way."""
-
-
-class VersionError(ProtocolError):
-    """Protocol version byte this host does not speak."""
-
-
-class UnknownTypeError(ProtocolError):
-    """Message type code not defined in this protocol version."""
-
-
-class MalformedError(ProtocolError):
-    """CRC fine but the body does not match its type (length, counts, codes)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,62 +190,16 @@ Message = Union[DataFrame, DeviceInfo, Ack, ErrorReply, GetInfo, Start, Stop, Se
 
 _COMMAND_TYPES = {GetInfo: T_GET_INFO, Start: T_START, Stop: T_STOP}
 _TYPE_COMMANDS = {v: k for k, v in _COMMAND_TYPES.items()}
+_MESSAGE_TYPES = {DataFrame: T_DATA, DeviceInfo: T_DEVICE_INFO, Ack: T_ACK, ErrorReply: T_ERROR,
+                  SetRate: T_SET_RATE, **_COMMAND_TYPES}
 
 
-# ---------------------------------------------------------------------------------------------
-# COBS
-
-
-def cobs_encode(data: bytes) -> bytes:
-    """Consistent Overhead Byte Stuffing (Cheshire & Baker 1999): output contains no 0x00.
-
-    Same output as the classic C encoder (a full 254-byte group at the very end is followed by 0x01).
-    """
-    out = bytearray()
-    for block in bytes(data).split(b"\x00"):
-        while len(block) >= 254:
-            out.append(0xFF)
-            out += block[:254]
-            block = block[254:]
-        out.append(len(block) + 1)
-        out += block
-    return bytes(out)
-
-
-def cobs_decode(enc: bytes) -> bytes:
-    """Inverse of cobs_encode; raises FramingError on a structurally impossible input.
-
-    Fast path (why it looks odd): collect the groups and join them with 0x00 in one C call; only a
-    frame with a full 254-byte group (code 0xFF, no implied zero) takes the general loop.
-    """
-    parts = []
-    append = parts.append
-    i = 0
-    n = len(enc)
-    long_group = False
-    while i < n:
-        code = enc[i]
-        if code == 0:
-            raise FramingError("0x00 inside a COBS frame")
-        j = i + code
-        if j > n:
-            raise FramingError("COBS group runs past the end of the frame")
-        if code == 0xFF:
-            long_group = True
-        append(enc[i + 1:j])
-        i = j
-    if not long_group:
-        return b"\x00".join(parts)
-    out = bytearray()
-    i = 0
-    while i < n:
-        code = enc[i]
-        j = i + code
-        out += enc[i + 1:j]
-        if code != 0xFF and j < n:
-            out.append(0)
-        i = j
-    return bytes(out)
+def message_type(msg: Message) -> int:
+    """The type code (T_*) a message travels under, e.g. for the `command` field of ACK / ERROR."""
+    try:
+        return _MESSAGE_TYPES[type(msg)]
+    except KeyError:
+        raise TypeError(f"not a protocol message: {msg!r}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,96 +380,3 @@ def decode(frame: bytes) -> Message:
     if b"\x00" in frame:
         raise FramingError("0x00 inside a frame")
     return decode_payload(cobs_decode(frame))
-
-
-# ---------------------------------------------------------------------------------------------
-# streaming decoder
-
-
-@dataclass
-class DecoderStats:
-    """What the decoder accepted and what it threw away (bytes_discarded includes rejected frames)."""
-    frames_ok: int = 0
-    crc_errors: int = 0
-    framing_errors: int = 0
-    malformed: int = 0
-    bad_version: int = 0
-    unknown_type: int = 0
-    oversize: int = 0
-    bytes_discarded: int = 0
-
-    @property
-    def frames_rejected(self) -> int:
-        return (self.crc_errors + self.framing_errors + self.malformed + self.bad_version
-                + self.unknown_type + self.oversize)
-
-
-class FrameDecoder:
-    """Feed it arbitrary chunks of bytes; get back the messages of every intact frame.
-
-    Never raises on input bytes: damaged frames are counted and dropped, and decoding resumes at
-    the next 0x00, so at most the frame that was hit is lost. Input longer than MAX_ENCODED without
-    a delimiter is discarded rather than buffered, so memory stays bounded whatever arrives.
-    """
-
-    def __init__(self, max_encoded: int = MAX_ENCODED) -> None:
-        self.max_encoded = max_encoded
-        self.stats = DecoderStats()
-        self._buf = bytearray()
-        self._skipping = False      # inside an over-long run: drop until the next delimiter
-
-    def reset(self) -> None:
-        """Forget any partial frame (e.g. after reopening the port)."""
-        if self._buf:
-            self.stats.bytes_discarded += len(self._buf)
-        self._buf.clear()
-        self._skipping = False
-
-    def feed(self, chunk: bytes) -> list[Message]:
-        buf = self._buf
-        buf += chunk
-        out: list[Message] = []
-        stats = self.stats
-        start = 0
-        while True:
-            z = buf.find(0, start)
-            if z < 0:
-                break
-            if self._skipping:
-                stats.bytes_discarded += z - start
-                self._skipping = False
-            elif z - start > self.max_encoded:
-                stats.oversize += 1
-                stats.bytes_discarded += z - start
-            elif z > start:
-                frame = bytes(buf[start:z])
-                try:
-                    msg = decode_payload(cobs_decode(frame))
-                except CrcError:
-                    stats.crc_errors += 1
-                    stats.bytes_discarded += len(frame)
-                except FramingError:
-                    stats.framing_errors += 1
-                    stats.bytes_discarded += len(frame)
-                except VersionError:
-                    stats.bad_version += 1
-                    stats.bytes_discarded += len(frame)
-                except UnknownTypeError:
-                    stats.unknown_type += 1
-                    stats.bytes_discarded += len(frame)
-                except ProtocolError:
-                    stats.malformed += 1
-                    stats.bytes_discarded += len(frame)
-                else:
-                    stats.frames_ok += 1
-                    out.append(msg)
-            start = z + 1
-        if start:
-            del buf[:start]
-        if len(buf) > self.max_encoded:
-            if not self._skipping:
-                stats.oversize += 1
-            stats.bytes_discarded += len(buf)
-            buf.clear()
-            self._skipping = True
-        return out

@@ -27,6 +27,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from . import protocol as P
+from .frame_decoder import FrameDecoder
 from .records import RecordError, read_wfdb_uv
 from .samples import CHANNELS, ELECTRODES
 from .simulator_faults import (FAULT_KINDS, FLOATING_ELECTRODE_UV, Fault, SimulatorError,  # noqa: F401 - public
@@ -153,7 +154,7 @@ class FrontEndSimulator:
         self._clock_base_us = 0          # device clock at the start of the current rate segment
         self._clock_samples = 0          # samples produced in that segment
         self._out = bytearray()
-        self._decoder = P.FrameDecoder()
+        self._decoder = FrameDecoder()
 
     def _signal(self, rate: int) -> np.ndarray:
         if rate not in self._signals:
@@ -350,7 +351,7 @@ class FrontEndSimulator:
                 self.rate = msg.rate_hz
                 self._send(P.Ack(msg.token, P.T_SET_RATE))
         else:
-            t = P._body(msg)[0]
+            t = P.message_type(msg)
             self._send(P.ErrorReply(getattr(msg, "token", 0), t, P.E_UNKNOWN_COMMAND, "not a command"))
 
     def _clock_us(self) -> int:

@@ -18,6 +18,7 @@ from scipy.signal import resample_poly
 
 from firmware_bridge import protocol as P
 from firmware_bridge.driver import FrontEndDriver
+from firmware_bridge.frame_decoder import FrameDecoder
 from firmware_bridge.samples import CHANNELS, ELECTRODES, LEADS, derive_leads
 from firmware_bridge.simulator import FrontEndSimulator, load_record
 
@@ -251,7 +252,7 @@ class HandDevice:
         self.slave = slave
         self.path = os.ttyname(slave)
         self.rate = rate
-        self.dec = P.FrameDecoder()
+        self.dec = FrameDecoder()
         self.stop = threading.Event()
         self.streaming = threading.Event()
         self.lock = threading.Lock()
@@ -274,7 +275,7 @@ class HandDevice:
                 if isinstance(m, P.GetInfo):
                     self.write(P.encode(self.info(m.token)))
                 elif isinstance(m, (P.Start, P.Stop, P.SetRate)):
-                    self.write(P.encode(P.Ack(m.token, P._body(m)[0])))
+                    self.write(P.encode(P.Ack(m.token, P.message_type(m))))
                     if isinstance(m, P.Start):
                         self.streaming.set()
 

@@ -22,6 +22,7 @@ import serial
 
 from firmware_bridge import protocol as P
 from firmware_bridge.driver import FrontEndDriver
+from firmware_bridge.frame_decoder import FrameDecoder
 from firmware_bridge.samples import ELECTRODES, derive_leads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +113,7 @@ class Link:
 
     def __init__(self, path: str):
         self.ser = serial.Serial(path, 460800, timeout=0.05)
-        self.dec = P.FrameDecoder()
+        self.dec = FrameDecoder()
         self.token = 0
         self.pending: list[P.Message] = []                        # arrived after the awaited answer
 

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from firmware_bridge import protocol as P
+from firmware_bridge.frame_decoder import FrameDecoder
 
 
 def h(s: str) -> bytes:
@@ -180,7 +181,7 @@ def test_fuzz_seeded_bitflips_truncation_splicing():
                 stream += bytes(pyrng.randrange(256) for _ in range(pyrng.randrange(1, 80)))
                 damaged.add(i)                                 # may merge with this frame
             stream += w
-        dec = P.FrameDecoder()
+        dec = FrameDecoder()
         got = []
         pos = 0
         while pos < len(stream):                               # arbitrary chunking
@@ -197,20 +198,20 @@ def test_fuzz_seeded_bitflips_truncation_splicing():
 def test_garbage_resync_within_one_frame():
     rng = np.random.default_rng(1)
     frames = _frames(rng, 3)
-    dec = P.FrameDecoder()
+    dec = FrameDecoder()
     junk = bytes(rng.integers(1, 256, 5000, dtype=np.uint8))      # no 0x00: one over-long run
     got = dec.feed(junk + P.encode(frames[0]) + P.encode(frames[1]) + P.encode(frames[2]))
     # frame 0 is glued to the junk (no delimiter in between) and lost; frame 1 must come through
     assert [m.seq for m in got] == [1, 2]
     assert dec.stats.oversize == 1 and dec.stats.bytes_discarded >= 5000
     # a sender that prefixes a 0x00 loses nothing
-    dec2 = P.FrameDecoder()
+    dec2 = FrameDecoder()
     got2 = dec2.feed(junk + b"\x00" + P.encode(frames[0]))
     assert [m.seq for m in got2] == [0]
 
 
 def test_memory_bounded_on_endless_garbage():
-    dec = P.FrameDecoder()
+    dec = FrameDecoder()
     rnd = random.Random(3)
     for _ in range(200):
         dec.feed(bytes(rnd.randrange(1, 256) for _ in range(997)))
@@ -221,7 +222,7 @@ def test_memory_bounded_on_endless_garbage():
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=3000), st.lists(st.integers(1, 400), max_size=30))
 def test_hypothesis_random_bytes_never_crash(data, cuts):
-    dec = P.FrameDecoder()
+    dec = FrameDecoder()
     pos = 0
     out = []
     for c in cuts:
@@ -251,7 +252,7 @@ def test_hypothesis_mutated_frame_never_yields_wrong_samples(data):
             del wire[pos]
         else:
             wire.insert(pos, data.draw(st.integers(0, 255)))
-    dec = P.FrameDecoder()
+    dec = FrameDecoder()
     got = dec.feed(bytes(wire) + b"\x00" + VECTOR_DATA_WIRE)
     datas = [m for m in got if isinstance(m, P.DataFrame)]
     for m in datas:

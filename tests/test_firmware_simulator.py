@@ -14,6 +14,7 @@ import pytest
 
 from firmware_bridge import protocol as P
 from firmware_bridge.driver import FrontEndDriver
+from firmware_bridge.frame_decoder import FrameDecoder
 from firmware_bridge.simulator import FrontEndSimulator, SimulatorError, load_record, parse_fault
 from firmware_bridge.simulator_cli import main
 
@@ -124,7 +125,7 @@ def test_device_answers_commands_like_firmware():
     sim = FrontEndSimulator(REC500, fs=500, speed=1.0)
     try:
         ser = serial.Serial(sim.start(), 460800, timeout=0.05)
-        dec = P.FrameDecoder()
+        dec = FrameDecoder()
 
         def ask(cmd):
             ser.write(P.encode(cmd))
