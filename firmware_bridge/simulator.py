@@ -11,6 +11,10 @@ and sends an unsolicited DEVICE_INFO after a (simulated) reset.
 Fault times are in *stream time*: seconds of signal the device has produced since the host first
 started it (dropped and corrupted frames count, idle time does not). So a fault fires at the same
 place in the data whatever the replay speed and however long the host took to connect.
+
+This module is the device: its state, its answers to commands, its pacing and its frames. Beside it:
+simulator_record.py (the record it replays), simulator_pty.py (its end of the cable),
+simulator_faults.py (the faults), simulator_cli.py (ecg-frontend-sim).
 """
 from __future__ import annotations
 
@@ -19,56 +23,18 @@ import select
 import sys
 import threading
 import time
-import tty
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Callable, Iterable
 
 import numpy as np
 
 from . import protocol as P
 from .frame_decoder import FrameDecoder
-from .records import RecordError, read_wfdb_uv
 from .samples import CHANNELS, ELECTRODES
 from .simulator_faults import (FAULT_KINDS, FLOATING_ELECTRODE_UV, Fault, SimulatorError,  # noqa: F401 - public
                                apply_signal_faults, parse_fault)
-
-# ---------------------------------------------------------------------------------------------
-# records
-
-
-def load_record(path: str | os.PathLike) -> tuple[int, np.ndarray]:
-    """WFDB record -> (fs, (n, 8) float64 microvolts in CHANNELS order), read by the appliance's one WFDB
-    reader (records.read_wfdb_uv: channels found by name, units from the header, missing samples NaN).
-
-    A missing sample cannot travel on the wire (a front end has no "no value" code), so frames holding one
-    are not sent: the host sees a sequence gap, exactly as when a real front end loses frames.
-    """
-    try:
-        rec = read_wfdb_uv(path)
-        sig = rec.leads_uv(CHANNELS)
-    except RecordError as e:
-        raise SimulatorError(str(e)) from None
-    if sig.shape[0] < 2:
-        raise SimulatorError(f"{rec.path}: has {sig.shape[0]} sample(s); the simulator needs at least 2")
-    if rec.fs != round(rec.fs) or not P.FRAMES_PER_SECOND <= rec.fs:
-        raise SimulatorError(f"{rec.path}.hea: sampled at {rec.fs:g} Hz; the simulator replays whole rates of "
-                             f"at least {P.FRAMES_PER_SECOND} Hz (resample the record first)")
-    return int(round(rec.fs)), sig
-
-
-def resample_to(sig_uv: np.ndarray, fs_in: int, fs_out: int) -> np.ndarray:
-    """Polyphase resampling (scipy.signal.resample_poly) along time; identity when rates match."""
-    if fs_in == fs_out:
-        return sig_uv.copy()
-    from scipy.signal import resample_poly
-
-    frac = Fraction(fs_out, fs_in)
-    return resample_poly(sig_uv, frac.numerator, frac.denominator, axis=0)
-
-
-# ---------------------------------------------------------------------------------------------
-# simulator
+from .simulator_pty import close_pty, open_pty
+from .simulator_record import load_record, resample_to  # noqa: F401 - public here too
 
 
 @dataclass
@@ -172,34 +138,11 @@ class FrontEndSimulator:
     # -- pty ----------------------------------------------------------------------------------
 
     def _open_pty(self) -> None:
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        self._master, self._slave = master, slave
-        self.device_path = os.ttyname(slave)
-        if self.link_path:
-            tmp = f"{self.link_path}.{os.getpid()}.tmp"
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            os.symlink(self.device_path, tmp)
-            os.replace(tmp, self.link_path)
+        self._master, self._slave, self.device_path = open_pty(self.link_path)
 
     def _close_pty(self) -> None:
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        close_pty((self._master, self._slave), self.link_path)
         self._master = self._slave = None
-        if self.link_path:
-            try:
-                if os.path.islink(self.link_path):
-                    os.unlink(self.link_path)
-            except OSError:
-                pass
 
     # -- public API -----------------------------------------------------------------------------
 
