@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from edge_app.storage.atomic import atomic_move_into, atomic_write_bytes, fsync_dir
-from edge_app.storage.wfdb_strip import UV_PER_LSB, read_strip, write_strip  # noqa: F401 - UV_PER_LSB re-exported
+from edge_app.storage.wfdb_strip import read_strip, write_strip
 from firmware_bridge.leads import LEADS
 
 log = logging.getLogger(__name__)
