@@ -10,6 +10,8 @@ nothing of the rest of the appliance: edge_app imports it, never the other way r
              cobs: its byte stuffing; protocol_errors: why a frame is refused (both re-exported by protocol)
 - frame_decoder: FrameDecoder, a byte stream in -> the messages of every intact frame out (DecoderStats)
 - driver:    FrontEndDriver(port).blocks() -> SampleBlock | None, with gaps, resets, reconnects
+             handshake: the session opening (STOP, GET_INFO, SET_RATE, START), HandshakeError;
+             sequencer: where each DATA frame goes in the stream (gaps, duplicates, implausible jumps)
 - simulator: FrontEndSimulator, a replaying front end on a pty; simulator_record: the record it replays;
              simulator_pty: its end of the cable; simulator_faults: its faults; simulator_cli: ecg-frontend-sim
 - firmware/: reference C for the device side of the protocol

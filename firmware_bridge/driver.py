@@ -5,6 +5,9 @@ raises on what arrives (damaged frames are counted and dropped by the FrameDecod
 regularly when nothing comes (the caller runs its watchdog), it reopens a vanished port with backoff,
 and every discontinuity is made visible in the SampleBlock it yields next: a gap of known size (lost
 frames, sized from the 32-bit sequence counter) or -1 with an event (device reset, reconnect).
+
+This module holds the port's life (open, backoff, stall, reopen) and the stream loop; the session
+opening is handshake.py, where each frame goes in the stream is sequencer.py.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import serial
 
 from . import protocol as P
 from .frame_decoder import FrameDecoder
+from .handshake import Handshake, HandshakeError  # noqa: F401 - HandshakeError: public here too
 from .sequencer import FrameSequencer
 from .samples import CHANNELS, ELECTRODES, SampleBlock, derive_leads
 
@@ -26,10 +30,6 @@ log = logging.getLogger(__name__)
 
 STATUSES = ("connecting", "streaming", "no_device", "stalled")
 _BIT_SHIFTS = np.arange(len(ELECTRODES), dtype=np.uint16)
-
-
-class HandshakeError(Exception):
-    """The device did not answer the handshake as the protocol requires (message says what)."""
 
 
 @dataclass
@@ -92,7 +92,6 @@ class FrontEndDriver:
         self._backlog: list[P.Message] = []
         self._ever_connected = False
         self._iterating = False
-        self._hs_deadline = 0.0
         self._sequencer = FrameSequencer(self._counters, 1)
         self._pending_events = self._sequencer.pending_events
         self._next_index = 0
@@ -204,67 +203,17 @@ class FrontEndDriver:
         self._backlog.clear()
         self._sequencer.restart()
 
-    def _send(self, ser: serial.Serial, msg: P.Message) -> None:
-        ser.write(b"\x00" + P.encode(msg))        # leading 0x00 flushes any line noise at the device
-
-    def _request(self, ser: serial.Serial, cmd: P.Message, want: type) -> P.Message:
-        """Send cmd, wait for the answer with its token; keep what arrives after it in the backlog."""
-        token = cmd.token
-        for attempt in range(2):
-            if time.monotonic() >= self._hs_deadline:
-                break
-            self._send(ser, cmd)
-            deadline = min(self._hs_deadline, time.monotonic() + self.handshake_timeout_s)
-            while time.monotonic() < deadline:
-                if self._closed.is_set():
-                    raise HandshakeError("closed")
-                data = ser.read(max(1, ser.in_waiting))
-                if not data:
-                    continue
-                msgs = self._decoder.feed(data)
-                for i, m in enumerate(msgs):
-                    if isinstance(m, P.ErrorReply) and m.token == token:
-                        raise HandshakeError(f"device refused {type(cmd).__name__}: code {m.code} {m.message!r}")
-                    if isinstance(m, want) and getattr(m, "token", None) == token:
-                        self._backlog = msgs[i + 1:]
-                        return m
-        raise HandshakeError(f"no answer to {type(cmd).__name__} (handshake limit "
-                             f"{2 * self.handshake_timeout_s:.1f} s; is this the ECG front end, at {self.baudrate} baud?)")
-
     def _handshake(self, ser: serial.Serial) -> None:
-        """STOP, GET_INFO, SET_RATE (+ GET_INFO), START. The whole exchange is bounded by
-        2 x handshake_timeout_s so blocks() is never silent much longer than that."""
+        """Run the handshake (handshake.py); whatever arrived after its last answer is read first."""
         self._status = "connecting"
-        self._hs_deadline = time.monotonic() + 2 * self.handshake_timeout_s
-        self._send(ser, P.Stop(self._next_token()))
-        end = time.monotonic() + 0.05
-        while time.monotonic() < end:                 # let a streaming device go quiet
-            ser.read(max(1, ser.in_waiting))
-        ser.reset_input_buffer()
-        self._decoder.reset()
-        info = self._request(ser, P.GetInfo(self._next_token()), P.DeviceInfo)
-        self._check_info(info)
-        if self.rate_hz is not None and info.rate_hz != self.rate_hz:
-            if self.rate_hz not in info.supported_rates:
-                raise HandshakeError(f"device {info.device_id} does not offer {self.rate_hz} Hz "
-                                     f"(it offers {', '.join(map(str, info.supported_rates))}); "
-                                     f"set the configured rate to one of those")
-            self._request(ser, P.SetRate(self._next_token(), self.rate_hz), P.Ack)
-            info = self._request(ser, P.GetInfo(self._next_token()), P.DeviceInfo)
-            self._check_info(info)
-            if info.rate_hz != self.rate_hz:
-                raise HandshakeError(f"device acknowledged SET_RATE {self.rate_hz} but reports {info.rate_hz}")
-        self._request(ser, P.Start(self._next_token()), P.Ack)
-        self._set_info(replace(info, streaming=True))
+        hs = Handshake(ser, self._decoder, self._next_token, self._closed,
+                       timeout_s=self.handshake_timeout_s, baudrate=self.baudrate)
+        try:
+            info = hs.run(self.rate_hz)
+        finally:
+            self._backlog = hs.backlog
+        self._set_info(info)
         self._sequencer.restart()
-
-    def _check_info(self, info: P.DeviceInfo) -> None:
-        if info.protocol_version != P.PROTOCOL_VERSION:
-            raise HandshakeError(f"device speaks protocol {info.protocol_version}, host {P.PROTOCOL_VERSION}")
-        if sorted(info.channel_map) != sorted(CHANNELS) or len(info.channel_map) != len(CHANNELS):
-            raise HandshakeError(f"device channel map {info.channel_map} does not hold exactly {CHANNELS}")
-        if info.lsb_pv <= 0:
-            raise HandshakeError("device reports LSB 0")
 
     def _set_info(self, info: P.DeviceInfo) -> None:
         self._info = info
