@@ -30,6 +30,18 @@ class DecoderStats:
         return (self.crc_errors + self.framing_errors + self.malformed + self.bad_version
                 + self.unknown_type + self.oversize)
 
+    def count_refused(self, error: ProtocolError, n_bytes: int) -> None:
+        """One frame of n_bytes refused: counted under its reason (first match in _REASONS, else malformed)."""
+        reason = next((name for cls, name in _REASONS if isinstance(error, cls)), "malformed")
+        setattr(self, reason, getattr(self, reason) + 1)
+        self.bytes_discarded += n_bytes
+
+
+#: Which DecoderStats counter each refusal reason adds to; any other ProtocolError counts as malformed.
+_REASONS: tuple[tuple[type[ProtocolError], str], ...] = (
+    (CrcError, "crc_errors"), (FramingError, "framing_errors"), (VersionError, "bad_version"),
+    (UnknownTypeError, "unknown_type"))
+
 
 class FrameDecoder:
     """Feed it arbitrary chunks of bytes; get back the messages of every intact frame.
@@ -72,21 +84,8 @@ class FrameDecoder:
                 frame = bytes(buf[start:z])
                 try:
                     msg = decode_payload(cobs_decode(frame))
-                except CrcError:
-                    stats.crc_errors += 1
-                    stats.bytes_discarded += len(frame)
-                except FramingError:
-                    stats.framing_errors += 1
-                    stats.bytes_discarded += len(frame)
-                except VersionError:
-                    stats.bad_version += 1
-                    stats.bytes_discarded += len(frame)
-                except UnknownTypeError:
-                    stats.unknown_type += 1
-                    stats.bytes_discarded += len(frame)
-                except ProtocolError:
-                    stats.malformed += 1
-                    stats.bytes_discarded += len(frame)
+                except ProtocolError as e:
+                    stats.count_refused(e, len(frame))
                 else:
                     stats.frames_ok += 1
                     out.append(msg)
