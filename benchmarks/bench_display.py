@@ -159,7 +159,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-display-"))
     port = free_port()
     link = tmp / "frontend"
-    sim = subprocess.Popen([sys.executable, "-m", "firmware_bridge.simulator", str(RECORD), "--link", str(link)],
+    sim = subprocess.Popen([sys.executable, "-m", "firmware_bridge.simulator_cli", str(RECORD), "--link", str(link)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     cfg = tmp / "cfg.toml"
     cfg.write_text(f'[device]\nid = "bench"\n[frontend]\nport = "{link}"\n[storage]\nstate_dir = "{tmp / "state"}"\n'
