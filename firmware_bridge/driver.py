@@ -62,8 +62,8 @@ class FrontEndDriver:
     """Talks to one front end on port_path (a serial device, a pty, or a symlink to either).
 
     rate_hz: the rate to ask for (None keeps the device's). max_gap_s: the longest gap the sequence
-    counter may claim inside one stream (longer jumps need confirmation, see sequencer.py). The driver is used from one thread
-    (iterate blocks()); close() may be called from any thread and ends the iteration.
+    counter may claim inside one stream (longer jumps need confirmation, see sequencer.py). The driver is
+    used from one thread (iterate blocks()); close() may be called from any thread and ends the iteration.
     """
 
     def __init__(self, port_path: str, baudrate: int = 460800, rate_hz: int | None = 500, *,
