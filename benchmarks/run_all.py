@@ -51,6 +51,8 @@ BENCHES: dict[str, tuple[list[str], float, list[str]]] = {
                 ["benchmarks/bench_display.py", "--seconds", "8", "--json"]),
     "soak": (["benchmarks/soak.py", "soak", "--duration", "300", "--json"], 1200,
              ["benchmarks/soak.py", "soak", "--duration", "150", "--json"]),
+    # issue 18: rhythm detectors, EC57-style, on the MIT-BIH development records (../shared/data/mitdb_dev)
+    "rhythm": (["-m", "training.rhythm_eval", "--json"], 900, ["-m", "training.rhythm_eval", "--json"]),
     # issue 17: the previous version (git archive of bench_lean.BEFORE_REF) and this one, side by side
     "lean": (["benchmarks/bench_lean.py", "--repeat", "5", "--daemon-seconds", "40", "--daemon-before", "--json"], 1800,
              ["benchmarks/bench_lean.py", "--repeat", "1", "--daemon-seconds", "20", "--json"]),
@@ -158,7 +160,7 @@ def _last_json(text: str) -> dict[str, Any]:
 def run_bench(name: str, quick: bool) -> dict[str, Any]:
     full, timeout, q = BENCHES[name]
     argv = q if quick else full
-    if not (ROOT / argv[0]).exists():
+    if argv[0] != "-m" and not (ROOT / argv[0]).exists():
         return {"ok": False, "error": f"{argv[0]} not present", "command": " ".join(argv)}
     t0 = time.time()
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
@@ -371,7 +373,7 @@ def build_rows(res: dict[str, Any]) -> tuple[list[tuple[str, str, str, str]], li
                      f"{_f(dp.get('daemon_cpu_page_open'), '{:.1f}')} % ({_f(dp.get('daemon_cpu_extra_with_page'), '{:+.1f}')})",
                      f"headless Chromium {_f(dp.get('browser_cpu_page_open'), '{:.1f}')} % (bench_display.py)"))
 
-    for add in (_lean_rows, _cloud_rows):
+    for add in (_rhythm_rows, _lean_rows, _cloud_rows):
         try:
             add(b, rows, worse)
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:   # a changed script output: say so
@@ -420,6 +422,41 @@ def _x(before: Any, after: Any, fmt: str = "{:.2f}") -> str:
     if not isinstance(before, (int, float)) or not isinstance(after, (int, float)) or not before:
         return "before: not measured"
     return f"before {fmt.format(before)}; after/before x{after / before:.2f}"
+
+
+def _rhythm_rows(b: dict[str, Any], rows: list[tuple[str, str, str, str]], worse: list[str]) -> None:
+    """Issue 18: the rhythm detectors' EC57-style totals (training.rhythm_eval --json)."""
+    rh = _g(b, "rhythm", "data")
+    tot = (rh or {}).get("total")
+    if not tot:
+        return
+    area = "rhythm (MIT-BIH dev, EC57-style)"
+    n = len(rh.get("records", []))
+    note = f"{n} development records, {_f(tot.get('hours'), '{:.2f}')} h (thresholds chosen on them)"
+    rows.append((area, "AF duration sensitivity / positive predictivity",
+                 f"{_f(tot.get('af_duration_se'), '{:.1f}')} % / {_f(tot.get('af_duration_ppv'), '{:.1f}')} %",
+                 "goal >= 90 % / >= 90 %; " + note))
+    rows.append((area, "VT episode sensitivity / positive predictivity",
+                 f"{_f(tot.get('vt_episode_se'), '{:.1f}')} % / {_f(tot.get('vt_episode_ppv'), '{:.1f}')} %",
+                 "goal Se >= 75 %; " + note))
+    rows.append((area, "VF episode sensitivity / positive predictivity; alarm delay median / max",
+                 f"{_f(tot.get('vf_episode_se'), '{:.1f}')} % / {_f(tot.get('vf_episode_ppv'), '{:.1f}')} %; "
+                 f"{_f(tot.get('vf_alarm_delay_s_median'), '{:.1f}')} s / {_f(tot.get('vf_alarm_delay_s_max'), '{:.1f}')} s",
+                 "goal: alarm within 10 s of onset; " + note))
+    rows.append((area, "false VT/VF alarms per hour of monitoring",
+                 _f(tot.get("false_vt_vf_alarms_per_hour"), "{:.2f}"), "goal <= 1 per hour; " + note))
+    for key, goal, what in (("af_duration_se", 90, "AF duration sensitivity"),
+                            ("af_duration_ppv", 90, "AF duration positive predictivity"),
+                            ("vt_episode_se", 75, "VT episode sensitivity")):
+        v = tot.get(key)
+        if isinstance(v, (int, float)) and v < goal:
+            worse.append(f"Rhythm: {what} {v:.1f} % on the development records, below issue 18's {goal} %.")
+    fa = tot.get("false_vt_vf_alarms_per_hour")
+    if isinstance(fa, (int, float)) and fa > 1:
+        worse.append(f"Rhythm: {fa:.2f} false VT/VF alarms per hour on the development records, above issue 18's 1.")
+    dmax = tot.get("vf_alarm_delay_s_max")
+    if isinstance(dmax, (int, float)) and dmax > 10:
+        worse.append(f"Rhythm: a VF alarm came {dmax:.1f} s after onset, later than issue 18's 10 s.")
 
 
 def _lean_rows(b: dict[str, Any], rows: list[tuple[str, str, str, str]], worse: list[str]) -> None:
