@@ -69,8 +69,9 @@ device_install() {   # device_install ROOT: venv with the device requirements (c
     chroot "$root" /usr/bin/python3 -m venv "$venv" || return 1
   fi
   # the same versions as the x86 reference run, so a difference is the architecture's, not a release's
+  # (--no-compile: bytecode is compiled on first import instead; under emulation that halves the install)
   chroot "$root" sh -c "cd /opt/ecg-edge/src && PIP_FIND_LINKS= PIP_EXTRA_INDEX_URL= \
-      $venv/bin/pip install --progress-bar off -c /opt/ecg-edge-constraints.txt ." \
+      $venv/bin/pip install --progress-bar off --no-compile -c /opt/ecg-edge-constraints.txt ." \
       > "$LOG/pip-$(basename "$root").log" 2>&1 || return 1
   echo "$stamp" > "$root/opt/ecg-edge/venv.stamp"
 }
