@@ -61,11 +61,8 @@ copy_source() {   # what a fresh clone has (HEAD); ECG_TARGETS_SOURCE=worktree a
 device_install() {   # device_install ROOT: venv with the device requirements (cached) + `pip install .`
   local root=$1 venv=/opt/ecg-edge/venv
   "$PY" -m pip freeze --exclude-editable 2>/dev/null | grep -v ' @ ' > "$root/opt/ecg-edge-constraints.txt"
-  local stamp
-  stamp=$(cat setup.py "$root/opt/ecg-edge-constraints.txt" | sha256sum | cut -c1-16)
   copy_source "$root/opt/ecg-edge/src"
-  if [ "$(cat "$root/opt/ecg-edge/venv.stamp" 2>/dev/null)" != "$stamp" ]; then
-    rm -rf "$root$venv"
+  if [ ! -x "$root$venv/bin/pip" ]; then            # kept between runs: pip below only changes what differs
     chroot "$root" /usr/bin/python3 -m venv "$venv" || return 1
   fi
   # the same versions as the x86 reference run, so a difference is the architecture's, not a release's
@@ -73,6 +70,5 @@ device_install() {   # device_install ROOT: venv with the device requirements (c
   chroot "$root" sh -c "cd /opt/ecg-edge/src && PIP_FIND_LINKS= PIP_EXTRA_INDEX_URL= \
       $venv/bin/pip install --progress-bar off --no-compile -c /opt/ecg-edge-constraints.txt ." \
       > "$LOG/pip-$(basename "$root").log" 2>&1 || return 1
-  echo "$stamp" > "$root/opt/ecg-edge/venv.stamp"
 }
 
