@@ -57,8 +57,12 @@ def test_login_worklist_case_review(tmp_path, mi_record, norm_record):
             rid = tri["result"]["id"]
             dev.publish("ecg/amb-1/triage", json.dumps(tri), qos=1).wait_for_publish(10)
             dev.publish("ecg/amb-1/strip", json.dumps(strip), qos=1).wait_for_publish(10)
+            from cloud_dashboard.testing import envelope
+            alarm = envelope("ecg.alarm/1", "amb-1", "alarm", dict(tri["result"]["alarms"][0], device_id="amb-1"), "high")
+            dev.publish("ecg/amb-1/alarm", json.dumps(alarm), qos=1).wait_for_publish(10)
             row = page.locator(f'tr[data-result-id="{rid}"]')
             expect(row).to_be_visible(timeout=20_000)
+            expect(page.locator("#alarm-table")).to_contain_text("suspected_mi", timeout=20_000)   # live, too
             expect(page.locator("#results tbody tr").first).to_have_attribute("data-result-id", rid)
             expect(row).to_contain_text("Suspected MI")
             row.click()

@@ -154,6 +154,21 @@ def test_roles(station):
     assert audit[0]["action"] == "review" and audit[0]["username"] == "dr.demo" and audit[0]["target"] == rid
 
 
+def test_alarms_from_the_field(station, mi_record):
+    from cloud_dashboard.testing import envelope
+    r = mi_record[0]
+    alarm = envelope("ecg.alarm/1", "amb-1", "alarm", dict(r["alarms"][0], device_id="amb-1"), "high")
+    engine = make_engine(station["cfg"].database_url)
+    with session_factory(engine)() as s:
+        assert Ingestor("ecg", "St").handle(s, "ecg/amb-1/alarm", json.dumps(alarm).encode()).status == "stored"
+        s.commit()
+    engine.dispose()
+    got = station["client"].get("/api/v1/alarms?kind=physiological", headers=bearer(station, "viewer")).json()
+    assert [(a["device_id"], a["code"], a["priority"]) for a in got["alarms"]] == [("amb-1", "suspected_mi", "high")]
+    assert station["client"].get("/api/v1/alarms?kind=technical", headers=bearer(station, "viewer")).json()["alarms"] == []
+    assert station["client"].get("/api/v1/alarms", headers=bearer(station, "fleet_admin")).status_code == 403
+
+
 def test_session_cookie_csrf_and_login_throttling(station):
     client, rid = station["client"], station["ids"]["norm"]
     name, password = station["users"]["clinician"]

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from .. import NOTICE, __version__
 from ..config import CloudConfig
 from ..db.engine import make_engine, session_factory
-from .routers import auth, devices, live, pages, results
+from .routers import alarms, auth, devices, live, pages, results
 from .routers.pages import STATIC
 
 #: Routes anyone may call: they carry no patient or fleet data (checked by tests/test_cloud_security.py).
@@ -66,7 +66,7 @@ def create_app(config: CloudConfig, sessions: sessionmaker[Session] | None = Non
     def healthz() -> dict[str, Any]:
         return {"ok": True, "station": config.station.name, "version": __version__}
 
-    for r in (auth.router, results.router, devices.router, live.router, pages.router):
+    for r in (auth.router, results.router, alarms.router, devices.router, live.router, pages.router):
         app.include_router(r)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

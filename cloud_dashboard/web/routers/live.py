@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
-from ...db.models import Device, Quarantine, Result, Review, iso
+from ...db.models import Alarm, Device, Quarantine, Result, Review, iso
 from ..deps import Principal, principal
 
 router = APIRouter(prefix="/api/v1", tags=["live"])
@@ -24,6 +24,7 @@ def versions(factory) -> dict:  # noqa: ANN001
     with factory() as s:
         return {"results": s.scalar(select(func.max(Result.id))) or 0,
                 "reviews": s.scalar(select(func.max(Review.id))) or 0,
+                "alarms": s.scalar(select(func.max(Alarm.id))) or 0,
                 "devices": iso(s.scalar(select(func.max(Device.last_seen)))),
                 "online": s.scalar(select(func.count()).select_from(Device).where(Device.online.is_(True))) or 0,
                 "quarantine": s.scalar(select(func.max(Quarantine.id))) or 0}
