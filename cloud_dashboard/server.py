@@ -7,6 +7,7 @@ persistent MQTT session means nothing queued for it is lost meanwhile.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -70,8 +71,23 @@ def serve(cfg: CloudConfig, *, workers: int | None = None, ready_file: str | Non
     sup = WorkerSupervisor(cfg.source, cfg.ingest.workers if workers is None else workers).start() \
         if (workers if workers is not None else cfg.ingest.workers) > 0 else None
     app = create_app(cfg)
-    server = uvicorn.Server(uvicorn.Config(app, host=cfg.http.host, port=cfg.http.port, log_level="warning",
-                                           access_log=False, lifespan="on"))
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # noqa: ANN201
+            # uvicorn re-raises SIGTERM after its shutdown, killing the process before the ingest workers are
+            # stopped; here a signal just asks the server to exit, and serve() then stops the workers.
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGTERM, signal.SIGINT)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    server = Server(uvicorn.Config(app, host=cfg.http.host, port=cfg.http.port, log_level="warning",
+                                           access_log=False, lifespan="on",
+                                           # open live streams (SSE) never end by themselves: do not wait on them
+                                           timeout_graceful_shutdown=3))
     url = f"http://{cfg.http.host}:{cfg.http.port}"
 
     def announce() -> None:

@@ -251,3 +251,29 @@ def test_workers_do_not_outlive_a_killed_supervisor(tmp_path):
         st.proc.wait(10)
         wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
                                  for p in pids), 30, "orphaned workers to exit")
+
+
+def test_serve_stops_promptly_with_live_pages_open(tmp_path):
+    """SIGTERM while a browser holds the live stream (SSE) open: the station still stops (and its workers)."""
+    import httpx
+    import psutil
+    with MosquittoBroker(tmp_path / "broker") as broker, run_stack(tmp_path / "st", broker.port) as st:
+        pids = st.worker_pids()
+        got = threading.Event()
+
+        def listen() -> None:
+            try:
+                with httpx.stream("GET", st.url + "/api/v1/live", headers={"Authorization": f"Bearer {st.token}"},
+                                  timeout=60) as r:
+                    for line in r.iter_lines():
+                        if line.startswith("event: change"):
+                            got.set()
+            except httpx.HTTPError:
+                pass
+        threading.Thread(target=listen, daemon=True).start()
+        assert got.wait(20), "no live event"
+        t0 = time.monotonic()
+        st.proc.send_signal(signal.SIGTERM)
+        assert st.proc.wait(30) == 0
+        assert time.monotonic() - t0 < 20
+        assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
