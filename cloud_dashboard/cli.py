@@ -6,6 +6,7 @@
     ecg-cloud user add NAME --role R [--display-name S] [--password-stdin] --config FILE
     ecg-cloud user list|passwd NAME --config FILE
     ecg-cloud token add NAME [--label L] --config FILE   API token for machines (printed once)
+    ecg-cloud status --config FILE                    workers, devices, results, quarantine (from the database)
     ecg-cloud demo [--devices N] [--duration S] [--json]
 (--json may stand before or after the command.)
 """
@@ -50,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     up = with_config(usub.add_parser("passwd"))
     up.add_argument("name")
     up.add_argument("--password-stdin", action="store_true")
+    st = with_config(sub.add_parser("status", help="the station's health from its database"))
     t = sub.add_parser("token", help="API tokens for machines")
     tsub = t.add_subparsers(dest="token_cmd", required=True)
     ta = with_config(tsub.add_parser("add"))
@@ -60,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     dm.add_argument("--duration", type=float, default=0, help="seconds to run (0: until Ctrl-C)")
     dm.add_argument("--port", type=int, default=0, help="dashboard port (0: a free one)")
     dm.add_argument("--data-dir", help="keep the demo's files here (default: a temporary directory)")
-    for p in {id(x): x for x in (s, i, dm, *dsub.choices.values(), *usub.choices.values(),
+    for p in {id(x): x for x in (s, i, dm, st, *dsub.choices.values(), *usub.choices.values(),
                                   *tsub.choices.values())}.values():
         p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     return ap
@@ -109,6 +111,8 @@ def _run(a: argparse.Namespace) -> int:
         rev = migrate.current(cfg.database_url)
         _out(a, {"revision": rev, "head": migrate.head()}, f"database at revision {rev} (head {migrate.head()})")
         return 0
+    if a.cmd == "status":
+        return _status(a, cfg)
     from sqlalchemy import select
 
     from .db.engine import make_engine, session_factory
@@ -140,6 +144,41 @@ def _run(a: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     return 0
+
+
+def _status(a: argparse.Namespace, cfg: CloudConfig) -> int:
+    """Exit 0 when every ingest worker has a heartbeat younger than 30 s and is subscribed, else 1."""
+    from sqlalchemy import func, select
+
+    from .db.engine import make_engine, session_factory
+    from .db.models import Device, IngestWorkerState, Quarantine, Result, iso, utc, utcnow
+    engine = make_engine(cfg.database_url)
+    try:
+        with session_factory(engine)() as s:
+            now = utcnow()
+            workers = [{"client_id": w.client_id, "host": w.host, "pid": w.pid, "subscribed": w.subscribed,
+                        "heartbeat_age_s": round((now - utc(w.heartbeat_at)).total_seconds(), 1),
+                        "counters": w.counters} for w in s.scalars(select(IngestWorkerState))]
+            doc = {"station": cfg.station.name, "database": cfg.database_url.split("://")[0],
+                   "devices": s.scalar(select(func.count()).select_from(Device)),
+                   "online": s.scalar(select(func.count()).select_from(Device).where(Device.online.is_(True))),
+                   "results": s.scalar(select(func.count()).select_from(Result)),
+                   "unreviewed_suspected_mi": s.scalar(select(func.count()).select_from(Result).where(
+                       Result.reviewed.is_(False), Result.suspected_mi.is_(True))),
+                   "quarantined": s.scalar(select(func.count()).select_from(Quarantine)),
+                   "last_result": iso(s.scalar(select(func.max(Result.received_at)))), "workers": workers}
+    finally:
+        engine.dispose()
+    healthy = bool(workers) and all(w["subscribed"] and w["heartbeat_age_s"] < 30 for w in workers)
+    doc["healthy"] = healthy
+    human = (f"{doc['station']} ({doc['database']}): {doc['online']}/{doc['devices']} devices online, {doc['results']} "
+             f"results ({doc['unreviewed_suspected_mi']} unreviewed suspected MI), {doc['quarantined']} quarantined, "
+             f"last result {doc['last_result']}\n" + "\n".join(
+                 f"  worker {w['client_id']}@{w['host']} pid {w['pid']}: {'subscribed' if w['subscribed'] else 'NOT subscribed'}"
+                 f", heartbeat {w['heartbeat_age_s']} s ago, {w['counters']}" for w in workers) +
+             ("" if healthy else "\n  NOT HEALTHY: an ingest worker is missing, stale or unsubscribed"))
+    _out(a, doc, human)
+    return 0 if healthy else 1
 
 
 if __name__ == "__main__":

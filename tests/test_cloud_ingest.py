@@ -277,3 +277,18 @@ def test_serve_stops_promptly_with_live_pages_open(tmp_path):
         assert st.proc.wait(30) == 0
         assert time.monotonic() - t0 < 20
         assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
+
+
+def test_status_command_reports_the_running_station(tmp_path, mi_record, capsys):
+    from cloud_dashboard.cli import main
+    with MosquittoBroker(tmp_path / "broker") as broker, run_stack(tmp_path / "st", broker.port, workers=2) as st:
+        dev = Device(broker.port, "amb-1")
+        tri, _ = result_messages(*mi_record, device_id="amb-1")
+        dev.publish("triage", tri).wait_for_publish(10)
+        wait_for(lambda: counts(st.config.database_url)["results"] == 1, 30, "result")
+        capsys.readouterr()
+        assert main(["status", "--config", str(st.config_path), "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert doc["healthy"] and doc["results"] == 1 and doc["unreviewed_suspected_mi"] == 1
+        assert len(doc["workers"]) == 2 and all(w["subscribed"] for w in doc["workers"])
+        dev.close()
