@@ -17,69 +17,32 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import math
 import re
 import threading
-import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import numpy as np
 
 from edge_app.display.connection_guard import GuardedHTTPServer, Limits, SseSlots, write_allowed
 from edge_app.display.hub import DisplayInputError, LiveHub
-from edge_app.display.live_strip import rows_to_json
+from edge_app.display.live_feed import LiveFeed
+from edge_app.display.http_params import HttpError, check_id, float_param, int_param, reject_constant
+from edge_app.display.views import display_strip, strip_payload
 from edge_app.errors import ConfigError
-from firmware_bridge.samples import LEADS
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).with_name("static")
 MAX_BODY = 4096
 MAX_SSE_CLIENTS = Limits.sse_max
-SSE_MIN_INTERVAL_S = 0.1     # at most ~10 sample pushes per second per client: bounds daemon CPU
-SSE_KEEPALIVE_S = 10.0
-DETAIL_MAX_FS = 250.0        # result-detail strips are decimated to at most this rate for the page
-_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _CTYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
            ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png",
            ".ico": "image/x-icon", ".json": "application/json"}
 
 
-class _HttpError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
-def display_strip(fs: float, strip_uv: np.ndarray) -> np.ndarray:
-    """A stored raw strip as the model sees it: the contract's zero-phase 0.5 Hz baseline removal
-    (electrode DC offsets would otherwise push traces off the paper). Non-finite rows stay NaN."""
-    from edge_app.signal_chain.contract import remove_baseline
-    x = np.asarray(strip_uv, dtype=np.float64)
-    if x.shape[0] < 16:
-        return x
-    bad = ~np.isfinite(x)
-    y = remove_baseline(np.where(bad, 0.0, x), fs)
-    y[bad] = np.nan
-    return y
-
-
-def strip_payload(fs: float, strip_uv: np.ndarray, max_fs: float = DETAIL_MAX_FS) -> dict[str, Any]:
-    """A strip for JSON: baseline removed, boxcar-decimated to <= max_fs, microvolts as ints, LEADS order rows."""
-    x = display_strip(fs, strip_uv)
-    factor = max(1, int(math.ceil(fs / max_fs)))
-    k = x.shape[0] // factor
-    if factor > 1 and k:
-        x = x[:k * factor].reshape(k, factor, x.shape[1]).mean(axis=1)
-    return {"fs": fs / factor, "fs_raw": fs, "n_raw": int(strip_uv.shape[0]), "leads": list(LEADS),
-            "units": "uV", "filter": "zero-phase 0.5 Hz high-pass (model contract)",
-            "data": rows_to_json(x.astype(np.float32))}
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LiveFeed, BaseHTTPRequestHandler):
     server_version = "ecg-edge-display/1"
     protocol_version = "HTTP/1.1"
     hub: LiveHub            # set on the subclass made per server
@@ -122,18 +85,18 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if not self.owner.host_allowed(self.headers.get("Host")):
                 self._drain_body()
-                raise _HttpError(421, "Host header not accepted: use the device's own address "
+                raise HttpError(421, "Host header not accepted: use the device's own address "
                                       "(protects the local API from DNS rebinding)")
             if method in ("POST", "DELETE", "PUT", "PATCH") and not write_allowed(
                     self.client_address[0], self.headers, self.owner.write_token):
                 self._drain_body()
-                raise _HttpError(403, "changing patient or alarms from another machine needs the display token "
+                raise HttpError(403, "changing patient or alarms from another machine needs the display token "
                                       "(display.write_token_file; header X-Display-Token)" if self.owner.write_token
                                  else "only the device's own screen may change patient or alarms "
                                       "(set display.write_token_file to allow other machines with a token)")
             url = urlsplit(self.path)
             self._route(method, url.path, parse_qs(url.query, keep_blank_values=True))
-        except _HttpError as e:
+        except HttpError as e:
             self._error(e.status, e.message)
         except DisplayInputError as e:
             self._error(e.status, str(e))
@@ -168,29 +131,29 @@ class _Handler(BaseHTTPRequestHandler):
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if self.headers.get("Transfer-Encoding"):
             self.close_connection = True      # cannot skip a chunked body safely: drop the connection
-            raise _HttpError(411, "chunked bodies are not accepted; send Content-Length")
+            raise HttpError(411, "chunked bodies are not accepted; send Content-Length")
         if ctype != "application/json":
             self._drain_body()                # keep a keep-alive connection in step
-            raise _HttpError(415, f"Content-Type must be application/json, got {ctype or 'none'}")
+            raise HttpError(415, f"Content-Type must be application/json, got {ctype or 'none'}")
         length = self.headers.get("Content-Length")
         if length is None:
-            raise _HttpError(411, "Content-Length is required")
+            raise HttpError(411, "Content-Length is required")
         try:
             n = int(length)
         except ValueError:
-            raise _HttpError(400, f"bad Content-Length {length!r}") from None
+            raise HttpError(400, f"bad Content-Length {length!r}") from None
         if n < 0:
-            raise _HttpError(400, f"bad Content-Length {length!r}")
+            raise HttpError(400, f"bad Content-Length {length!r}")
         if n > MAX_BODY:
             self.close_connection = True      # do not read (or trust) the rest of an oversized body
-            raise _HttpError(413, f"body is {n} bytes; the limit is {MAX_BODY}")
+            raise HttpError(413, f"body is {n} bytes; the limit is {MAX_BODY}")
         raw = self.rfile.read(n) if n else b""
         if not raw.strip():
             return {}
         try:
-            return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+            return json.loads(raw.decode("utf-8"), parse_constant=reject_constant)
         except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as e:   # nesting too deep
-            raise _HttpError(400, f"body is not valid JSON: {e}") from None
+            raise HttpError(400, f"body is not valid JSON: {e}") from None
 
     def _drain_body(self) -> None:
         """Read and discard a small body of a request we refuse for another reason (keeps the
@@ -209,7 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
         hub = self.hub
         if method not in ("GET", "POST", "DELETE"):
             self._drain_body()
-            raise _HttpError(405, f"method {method} not allowed")
+            raise HttpError(405, f"method {method} not allowed")
         if path in ("/", "/index.html"):
             self._only(method, "GET")
             return self._static("index.html")
@@ -223,11 +186,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._only(method, "GET")
             r = hub.latest()
             if r is None:
-                raise _HttpError(404, "no result yet")
+                raise HttpError(404, "no result yet")
             return self._json(200, r)
         if path == "/api/results":
             self._only(method, "GET")
-            limit = _int_param(q, "limit", 20, 1, 200)
+            limit = int_param(q, "limit", 20, 1, 200)
             return self._json(200, {"results": hub.results(limit)})
         if path == "/api/alarms":
             self._only(method, "GET")
@@ -235,18 +198,18 @@ class _Handler(BaseHTTPRequestHandler):
         m = re.fullmatch(r"/api/results/([^/]+)/feedback", path)
         if m:
             self._only(method, "GET")
-            rid = _check_id(m.group(1))
+            rid = check_id(m.group(1))
             if self.hub.result(rid) is None:
-                raise _HttpError(404, f"no result with id {rid!r}")
+                raise HttpError(404, f"no result with id {rid!r}")
             return self._json(200, {"result_id": rid, "feedback": self.hub.feedback(rid)})
         m = re.fullmatch(r"/api/results/([^/]+?)(\.png)?", path)
         if m:
             self._only(method, "GET")
-            return self._result(_check_id(m.group(1)), png=bool(m.group(2)), q=q)
+            return self._result(check_id(m.group(1)), png=bool(m.group(2)), q=q)
         if path == "/api/strip":
             self._only(method, "GET")
-            since = _int_param(q, "since", None, 0, 2 ** 62)
-            seconds = _float_param(q, "seconds", None, 0.1, 60.0)
+            since = int_param(q, "since", None, 0, 2 ** 62)
+            seconds = float_param(q, "seconds", None, 0.1, 60.0)
             return self._json(200, hub.live_strip(since, seconds))
         if path == "/api/live":
             self._only(method, "GET")
@@ -264,146 +227,52 @@ class _Handler(BaseHTTPRequestHandler):
         if m:
             if method != "POST":
                 self._drain_body()
-                raise _HttpError(405, f"use POST to acknowledge an alarm, not {method}")
-            aid = _check_id(m.group(1))
+                raise HttpError(405, f"use POST to acknowledge an alarm, not {method}")
+            aid = check_id(m.group(1))
             body = self._read_json()
             if not isinstance(body, dict):
-                raise _HttpError(400, "body must be a JSON object, e.g. {\"by\": \"crew\"}")
+                raise HttpError(400, "body must be a JSON object, e.g. {\"by\": \"crew\"}")
             extra = sorted(set(body) - {"by"})
             if extra:
-                raise _HttpError(400, f"unknown field(s) {extra}; the only field is 'by'")
+                raise HttpError(400, f"unknown field(s) {extra}; the only field is 'by'")
             by = body.get("by", "bedside")
             if not isinstance(by, str) or not (1 <= len(by.strip()) <= 64):
-                raise _HttpError(400, "'by' must be a non-empty string of at most 64 characters")
+                raise HttpError(400, "'by' must be a non-empty string of at most 64 characters")
             return self._json(200, {"alarm": hub.acknowledge_alarm(aid, by.strip())})
         if path.startswith("/api/"):
             self._drain_body()
-            raise _HttpError(404, f"no such endpoint {path}")
+            raise HttpError(404, f"no such endpoint {path}")
         self._drain_body()
-        raise _HttpError(404, f"not found: {path}")
+        raise HttpError(404, f"not found: {path}")
 
     def _only(self, method: str, allowed: str) -> None:
         if method != allowed:
             self._drain_body()
-            raise _HttpError(405, f"method {method} not allowed here; use {allowed}")
+            raise HttpError(405, f"method {method} not allowed here; use {allowed}")
 
     def _static(self, name: str) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_\-]+\.[a-z]{2,4}", name):
-            raise _HttpError(404, f"no such asset {name!r}")
+            raise HttpError(404, f"no such asset {name!r}")
         f = STATIC_DIR / name
         if not f.is_file():
-            raise _HttpError(404, f"no such asset {name!r}")
+            raise HttpError(404, f"no such asset {name!r}")
         self._send(200, f.read_bytes(), _CTYPES.get(f.suffix, "application/octet-stream"))
 
     def _result(self, rid: str, png: bool, q: dict[str, list[str]]) -> None:
         r = self.hub.result(rid)
         if r is None:
-            raise _HttpError(404, f"no result with id {rid!r}")
+            raise HttpError(404, f"no result with id {rid!r}")
         strip = self.hub.strip(rid)
         if png:
             if strip is None:
-                raise _HttpError(404, f"result {rid!r} has no stored strip to render")
-            width = _int_param(q, "width", 1600, 400, 4000)
+                raise HttpError(404, f"result {rid!r} has no stored strip to render")
+            width = int_param(q, "width", 1600, 400, 4000)
             from edge_app.display.render_png import render_result_png
             body = render_result_png(r, strip[0], display_strip(*strip), width=width)
             return self._send(200, body, "image/png")
         out = dict(r)
         out["strip"] = strip_payload(*strip) if strip is not None else None
         return self._json(200, out)
-
-    def _sse(self, q: dict[str, list[str]]) -> None:
-        """Server-Sent Events: 'hello' (status + buffered strip), then 'samples', 'result', 'quality',
-        'alarm', 'patient', 'status', 'electrodes', 'heart_rate', 'feedback' as they happen."""
-        owner = self.owner
-        if self.command == "HEAD":
-            self._send(200, b"", "text/event-stream")
-            return
-        addr = self.client_address[0]
-        if not owner.sse_slots.enter(addr):
-            raise _HttpError(503, f"too many live clients (limit {owner.limits.sse_max}, "
-                                  f"{owner.limits.sse_per_client} per address)")
-        self.server.mark(self.request, "streaming")
-        try:
-            self.close_connection = True
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            hub = self.hub
-            version = hub.version
-            eseq = hub.event_seq
-            strip = hub.live_strip(None)
-            seq = strip["end"]
-            self._event("hello", {"status": hub.status(), "strip": strip})
-            last_write = time.monotonic()
-            while not owner._stopping.is_set():
-                new_version = hub.wait(version, 1.0)
-                now = time.monotonic()
-                if new_version == version:
-                    if now - last_write > SSE_KEEPALIVE_S:
-                        self.wfile.write(b": keepalive\n\n")
-                        self.wfile.flush()
-                        last_write = now
-                    continue
-                eseq, evs, lost = hub.events_since(eseq)
-                if lost:
-                    self._event("resync", hub.status())
-                for _, kind, payload in evs:
-                    self._event(kind, payload)
-                s = hub.live_strip(seq)
-                if s["data"] or s["reset"]:
-                    self._event("samples", s)
-                    seq = s["end"]
-                version = new_version
-                last_write = time.monotonic()
-                # Batch samples: waiting here keeps per-client cost ~10 writes/s however fast blocks arrive.
-                owner._stopping.wait(SSE_MIN_INTERVAL_S)
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            pass
-        finally:
-            owner.sse_slots.exit(addr)
-
-    def _event(self, kind: str, payload: Any) -> None:
-        data = json.dumps(payload, allow_nan=False, separators=(",", ":"))
-        self.wfile.write(f"event: {kind}\ndata: {data}\n\n".encode())
-        self.wfile.flush()
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
-
-
-def _check_id(rid: str) -> str:
-    if not _ID_RE.fullmatch(rid):
-        raise _HttpError(400, "ids are 1-128 characters of letters, digits and . _ : -")
-    return rid
-
-
-def _int_param(q: dict[str, list[str]], name: str, default: int | None, lo: int, hi: int) -> int | None:
-    vals = q.get(name)
-    if not vals:
-        return default
-    try:
-        v = int(vals[-1])
-    except ValueError:
-        raise _HttpError(400, f"query parameter '{name}' must be an integer, got {vals[-1]!r}") from None
-    if not lo <= v <= hi:
-        raise _HttpError(400, f"query parameter '{name}' must be between {lo} and {hi}, got {v}")
-    return v
-
-
-def _float_param(q: dict[str, list[str]], name: str, default: float | None, lo: float, hi: float) -> float | None:
-    vals = q.get(name)
-    if not vals:
-        return default
-    try:
-        v = float(vals[-1])
-    except ValueError:
-        raise _HttpError(400, f"query parameter '{name}' must be a number, got {vals[-1]!r}") from None
-    if not (math.isfinite(v) and lo <= v <= hi):
-        raise _HttpError(400, f"query parameter '{name}' must be between {lo} and {hi}, got {v}")
-    return v
 
 
 class DisplayServer:
