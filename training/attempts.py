@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", nargs="*", default=[])
     ap.add_argument("--combine", action="store_true")
+    ap.add_argument("--no-size", action="store_true", help="skip the int8 conversion that measures the file size")
     ap.add_argument("--previous", default="")
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "ptbxl100"))
     ap.add_argument("--mi-target", type=float, default=0.91)
@@ -74,11 +75,11 @@ def main(argv: list[str] | None = None) -> int:
             info = json.loads((run / "train_info.json").read_text())
             z = member_logits(m, x, d)
             Z.append(z)
-            q = export.convert(m, run / "attempt_int8.tflite", trx, trd)
+            q = None if a.no_size else export.convert(m, run / "attempt_int8.tflite", trx, trd)
             c = info["config"]
             recipe = (f"widths {c['widths']}{' +SE' if c.get('se') else ''}, crop {c.get('crop') or 'none'}, "
                       f"{c['epochs']} ep, SWA from {c.get('swa_start')}, weighting {c.get('class_weighting', 'sqrt')}")
-            r = {"attempt": run.name, "recipe": recipe, "params": int(m.count_params()), "int8_bytes": q.stat().st_size,
+            r = {"attempt": run.name, "recipe": recipe, "params": int(m.count_params()), "int8_bytes": None if q is None else q.stat().st_size,
                  "seconds": info["seconds"], "best_epoch": info["best_epoch"]}
             r.update(_score(va.y, z, fit, rep, True, a.mi_target))
             rows.append(r)

@@ -336,7 +336,7 @@ def cmd_report(a) -> None:
     if not mpath.exists():
         raise FileNotFoundError(f"{mpath} not found: run `ecg-train convert` (or `ecg-train all`) first")
     build_report(mpath, Path(a.run), data, progress=_say, n_boot=a.n_boot, limit=a.limit,
-                 mi_target=float(a.mi_sensitivity))
+                 mi_target=float(a.mi_sensitivity), previous=Path(a.previous) / "manifest.json" if a.previous else None)
 
 
 def cmd_all(a) -> None:
@@ -400,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         sp.add_argument("--mi-sensitivity", type=float, default=0.91,
                         help="MI threshold: the highest with this sensitivity on the val fitting half")
         sp.add_argument("--no-calibration", action="store_true", help="skip Platt scaling (combine)")
+        sp.add_argument("--previous", default="", help="report: directory of the previous model's bundle to compare "
+                        "with (default: <out>/previous/<version>/)")
         sp.add_argument("--version", default="")
     al = sub.add_parser("all", help="reproduce everything")
     common(al, train=True)

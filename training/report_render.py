@@ -207,8 +207,10 @@ def render_model_card(rep: dict, man: dict) -> str:
          "## Model", "",
          f"{arch[0].upper() + arch[1:]}; each fused with a small age/sex embedding; {rep['training'].get('params')} "
          f"parameters in total; full-integer int8 TFLite ({man.get('model_size_bytes')} bytes), float32 interface. "
-         "Members were trained on random 2.5 s crops and run on the whole 10 s window (global average pooling = "
-         "the mean over all 2.5 s positions, the PTB-XL benchmark's sliding-window aggregation). Head = global "
+         + ("Members were trained on random 2.5 s crops and run on the whole 10 s window (global average pooling = "
+            "the mean over all 2.5 s positions, the PTB-XL benchmark's sliding-window aggregation). "
+            if members and all(x["recipe"].get("crop") == 250 for x in members) else "") +
+         "Head = global "
          "average pooling + one linear layer, so a class activation map over time (Grad-CAM) is exact and computed "
          "on the device with numpy; per-lead importance by occlusion. "
          f"Probabilities are calibrated: {cm.get('method', 'n/a')}, fitted on {cm.get('fitted_on', 'n/a')}. "
