@@ -2,7 +2,7 @@
 
 Why this shape:
 - paho keeps its offline queue in memory only; we keep ours in SQLite (outbox.py) and hand paho at most
-  `max_inflight` rows at a time. A row is deleted only when paho reports the PUBACK for its mid.
+  `max_inflight` rows at a time (drain.py). A row is deleted only when paho reports the PUBACK for its mid.
 - paho's callbacks run on its network thread and hold paho's internal locks; they only enqueue events.
   A single sender thread owns the mid -> row map, so there is no lock ordering to get wrong.
 - Commands and station messages arrive through the inbox (inbox.py), on their own worker threads, because a
@@ -26,10 +26,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from .commands import CommandProcessor
+from .drain import OutboxDrain
 from .health import system_health
 from .inbox import Inbox
 from .link import DISCLAIMER, OFFLINE, ONLINE, iso, make_client
-from .outbox import Outbox, OutboxFull, OutboxRefused, QueuedMessage, normalise_priority
+from .outbox import Outbox, OutboxRefused, normalise_priority
 from .retained import RetainedState
 from .settings import MqttConfig
 from .topics import SCHEMA_VERSION, Topics, check_device_id
@@ -40,9 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: After a broker refuses a message (MQTT 5 PUBACK failure), wait this long before offering it again.
-REFUSED_RETRY_S = 30.0
-__all__ = ["Uplink", "DISCLAIMER", "REFUSED_RETRY_S"]
+__all__ = ["Uplink", "DISCLAIMER"]
 
 
 class Uplink:
@@ -67,10 +66,7 @@ class Uplink:
         self._no_more = threading.Event()  # stop() in progress: deliver what is in flight, send nothing new
         self._announce = threading.Event()  # (re)connected: the sender publishes birth and config/reported
         self._wake = threading.Event()
-        self._acks: queue.SimpleQueue[tuple[int, bool, str]] = queue.SimpleQueue()
-        self._deferred: dict[int, float] = {}  # seq -> monotonic time before which it is not resent
-        self._inflight: dict[int, QueuedMessage] = {}  # paho mid -> row; sender thread only
-        self._resume_since: float | None = None  # set on (re)connect, see _resuming()
+        self.drain = OutboxDrain(self.outbox, self.topics, config, self._count, self._delivered, self._set_error)
         self.inbox = Inbox(self.topics, self.commands, lambda: self._client, self._v5, self._count)
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -117,7 +113,7 @@ class Uplink:
         flight, so a clean restart does not resend them (a crash may: receivers dedupe by msg_id)."""
         self._no_more.set()
         deadline = time.monotonic() + min(2.0, timeout)
-        while self._inflight and self._connected.is_set() and time.monotonic() < deadline:
+        while self.drain.inflight and self._connected.is_set() and time.monotonic() < deadline:
             self._wake.set()
             time.sleep(0.02)
         self._stop.set()
@@ -142,9 +138,16 @@ class Uplink:
     def _v5(self) -> bool:
         return self.config.protocol == "5"
 
-    def _count(self, name: str) -> None:
+    def _count(self, name: str, n: int = 1) -> None:
         with self._lock:
-            self.counters[name] += 1
+            self.counters[name] += n
+
+    def _delivered(self, msg_id: str) -> None:
+        if self.on_delivered is not None:
+            self.on_delivered(msg_id)
+
+    def _set_error(self, message: str) -> None:
+        self.last_error = message
 
     # ---- public API ----------------------------------------------------------------------------------
     def publish_result(self, result: dict[str, Any], priority: str) -> str:
@@ -226,7 +229,7 @@ class Uplink:
         except sqlite3.ProgrammingError:  # stopped: the database is closed
             outbox = {"closed": True, "depth": self.outbox.depth()}
         return {"connected": self._connected.is_set(), "host": self.config.host, "port": self.config.port,
-                "device_id": self.device_id, "inflight": len(self._inflight), "outbox": outbox,
+                "device_id": self.device_id, "inflight": len(self.drain.inflight), "outbox": outbox,
                 "last_error": self.last_error, **counters}
 
     def wait_connected(self, timeout: float) -> bool:
@@ -236,7 +239,7 @@ class Uplink:
         """Block until the outbox is empty and nothing is in flight (tests, shutdown)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.outbox.depth() == 0 and not self._inflight:
+            if self.outbox.depth() == 0 and not self.drain.inflight:
                 return True
             time.sleep(0.02)
         return False
@@ -254,7 +257,7 @@ class Uplink:
         for topic in self.inbox.subscriptions():
             client.subscribe(topic, qos=1)
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
-        self._resume_since = time.monotonic()
+        self.drain.reconnected()
         self._connected.set()
         self._announce.set()  # birth + config/reported from the sender thread: no daemon calls on paho's thread
         self.retained.last_telemetry = 0.0
@@ -278,7 +281,7 @@ class Uplink:
                     properties: Properties | None) -> None:
         # MQTT 5 brokers may PUBACK with a failure (e.g. 0x87 not authorized): that is NOT a delivery.
         failed = bool(getattr(reason_code, "is_failure", False))
-        self._acks.put((mid, failed, str(reason_code)))
+        self.drain.acked(mid, failed, str(reason_code))
         self._wake.set()
 
     # ---- sender --------------------------------------------------------------------------------------
@@ -287,13 +290,14 @@ class Uplink:
             self._wake.wait(0.5)
             self._wake.clear()
             try:
-                self._process_acks()
+                self.drain.process_acks()
                 if self._connected.is_set() and self._announce.is_set():
                     self._announce.clear()
                     self._publish_birth()
                     self._publish_config_reported(None)
-                if self._connected.is_set() and not self._no_more.is_set() and not self._resuming():
-                    self._fill_inflight()
+                if self._connected.is_set() and not self._no_more.is_set() and not self.drain.resuming():
+                    if self._client is not None:
+                        self.drain.fill(self._client)
                     if self.retained.telemetry_due():
                         self._publish_telemetry()
             except Exception as exc:  # keep draining whatever happens; the rows are safe on disk
@@ -301,80 +305,9 @@ class Uplink:
                 log.exception("uplink sender error")
                 time.sleep(0.5)
         try:
-            self._process_acks()
+            self.drain.process_acks()
         except Exception:
             log.exception("final ack processing failed")
-
-    def _resuming(self) -> bool:
-        """After a reconnect paho re-sends the rows that were in flight when the link dropped, right after
-        on_connect returns. Hand out nothing new until those are acknowledged (or 5 s passed), otherwise a
-        newer row could overtake an older one of the same priority."""
-        if self._resume_since is None:
-            return False
-        if not self._inflight or time.monotonic() - self._resume_since > 5.0:
-            self._resume_since = None
-            return False
-        return True
-
-    def _process_acks(self) -> None:
-        delivered: list[QueuedMessage] = []
-        while True:
-            try:
-                mid, failed, reason = self._acks.get_nowait()
-            except queue.Empty:
-                break
-            msg = self._inflight.pop(mid, None)
-            if msg is None:
-                continue
-            if failed:
-                # Keep the row; retry later. The broker refused it (ACL, quota): say so, do not drop it.
-                self._deferred[msg.seq] = time.monotonic() + REFUSED_RETRY_S
-                self.last_error = f"broker refused message {msg.msg_id}: {reason}"
-                with self._lock:
-                    self.counters["broker_refused"] += 1
-                log.error("broker refused %s on %s: %s (kept in the outbox, retry in %ss)",
-                          msg.msg_id, msg.kind, reason, REFUSED_RETRY_S)
-                continue
-            delivered.append(msg)
-        if not delivered:
-            return
-        self.outbox.remove(message.seq for message in delivered)
-        with self._lock:
-            self.counters["delivered"] += len(delivered)
-        if self.on_delivered:
-            for message in delivered:
-                try:
-                    self.on_delivered(message.msg_id)
-                except Exception:
-                    log.exception("on_delivered callback failed")
-
-    def _fill_inflight(self) -> None:
-        room = self.config.max_inflight - len(self._inflight)
-        if room <= 0:
-            return
-        now_m = time.monotonic()
-        for seq in [seq for seq, not_before in self._deferred.items() if not_before <= now_m]:
-            del self._deferred[seq]
-        in_flight = {message.seq for message in self._inflight.values()} | set(self._deferred)
-        client = self._client
-        assert client is not None
-        now = time.time()
-        for msg in self.outbox.next_batch(room, in_flight):
-            body = dict(msg.body)
-            historical = msg.offline or (now - msg.created) > self.config.historical_after_s
-            body.update(seq=msg.seq, sent_at=iso(now), historical=historical,
-                        age_s=round(max(0.0, now - msg.created), 3))
-            topic = {"triage": self.topics.triage, "event": self.topics.event,
-                     "strip": self.topics.strip}.get(msg.kind, self.topics.alarm)
-            info = client.publish(topic, json.dumps(body, separators=(",", ":")), qos=1)
-            if info.mid in self._inflight:  # cannot happen with <= 65535 in flight; be loud if it does
-                log.error("mid %s reused while in flight", info.mid)
-            self._inflight[info.mid] = msg
-            if historical:
-                with self._lock:
-                    self.counters["historical_sent"] += 1
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                break  # link just dropped: paho keeps it queued and resends on reconnect
 
     # ---- retained state (edge_app/uplink/retained.py) --------------------------------------------------
     def _publish_birth(self) -> None:
@@ -401,7 +334,7 @@ class Uplink:
         self.retained.publish_telemetry(self._client, {
             **system_health(os.path.dirname(os.path.abspath(self.outbox.path)), self._started_at),
             "outbox_depth": self.outbox.depth(), "outbox_bytes": self.outbox.used_bytes(),
-            "inflight": len(self._inflight)})
+            "inflight": len(self.drain.inflight)})
         self._count("telemetry_sent")
 
     def _raise_outbox_full(self, exc: OutboxRefused) -> None:
