@@ -14,6 +14,7 @@ MutationObserver in the page stamps each new row), over every result of the run.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import time
 from contextlib import ExitStack
@@ -132,6 +133,7 @@ def test_suspected_mi_travels_to_the_clinician_and_the_review_back_to_the_crew(t
             expect(page.locator("button.cam.on")).to_have_count(1)        # a finding is highlighted
             assert svg.locator("g.highlights > *").count() > 0, "no Grad-CAM highlight drawn"
             expect(page.locator("body")).to_contain_text("Triage aid, not a diagnosis")
+            expect(page.locator("#rhythm")).to_have_text(re.compile(r"^(sinus|tachy|brady|AF|SVT|VT|other) \d+$"))
             page.screenshot(path=str(tmp_path / "case.png"), full_page=True)
 
             # the crew's bedside page: the receipt arrives first (the station stored the result) ...

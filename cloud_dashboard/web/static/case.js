@@ -41,6 +41,7 @@
     const pat = r.patient || {};
     document.getElementById("facts").replaceChildren(E("table", {},
       E("tr", {}, E("th", { text: "Heart rate" }), E("td", { text: c.heart_rate_bpm ? Math.round(c.heart_rate_bpm) + " bpm" : "\u2014" })),
+      E("tr", {}, E("th", { text: "Rhythm (device's live monitor)" }), E("td", { id: "rhythm", text: (r.rhythm && r.rhythm.label) || "\u2014" })),
       E("tr", {}, E("th", { text: "Age / sex" }), E("td", { text: `${pat.age ?? "unknown"} / ${pat.sex ?? "unknown"}` })),
       E("tr", {}, E("th", { text: "Signal quality" }), E("td", { text: (r.quality && r.quality.verdict) || "\u2014" })),
       E("tr", {}, E("th", { text: "Device" }), E("td", {}, E("a", { href: "/devices/" + encodeURIComponent(c.device_id), text: c.device_id }))),
