@@ -195,6 +195,7 @@ def build_report(manifest_path: Path, run_dir: Path, data_dir: Path, progress=pr
                  "model_file": man["model_file"], "model_sha256": man["model_sha256"], "model_version": man["model_version"],
                  "data": {"split": "val = PTB-XL strat_fold 9", "n_val": int(len(Yall)), "n": int(R.sum()),
                           "n_fitting_half": int(fit.sum()), "prevalence": dict(zip(CLASSES, Yall[R].mean(0).tolist())),
+                          "prevalence_fitting_half": dict(zip(CLASSES, Yall[fit].mean(0).tolist())),
                           "note": "val was used for model selection; calibration and thresholds were fitted on the "
                                   "fitting half (patients split by training/splits.py) and all threshold/probability "
                                   "figures are on the other, reporting half; fold 10 was not used"},
@@ -235,6 +236,12 @@ def build_report(manifest_path: Path, run_dir: Path, data_dir: Path, progress=pr
 
     progress("report: calibration (reporting half)")
     rep["calibration"] = {c: reliability(Y[:, k], Pq[:, k]) for k, c in enumerate(CLASSES)}
+    # the ECE a PERFECTLY calibrated model with these very probabilities would show on this many records
+    # (labels drawn as Bernoulli(p), 200 draws): the floor below which a measured ECE is sampling noise
+    rng_c = np.random.default_rng(5)
+    for k, c in enumerate(CLASSES):
+        sim = [reliability((rng_c.random(len(Pq)) < Pq[:, k]).astype(float), Pq[:, k])["ece"] for _ in range(200)]
+        rep["calibration"][c]["ece_if_perfect_median_p95"] = [float(np.median(sim)), float(np.percentile(sim, 95))]
     rep["calibration_method"] = (man.get("training", {}).get("calibration") or
                                  {"method": "none (probabilities straight from the network)"})
 
