@@ -2,7 +2,7 @@
 with `pip install .` (device requirements only), `ecg-edge selftest` and a replay of 96 real windows (the
 built-in records + the PTB-XL fixture) on an emulated Raspberry Pi 4 core (cortex-a72), every probability
 compared with this x86 machine's run of the same source. The root and venv are cached in
-/var/cache/ecg-targets (first run ~14 min, then ~4 min). `tools/targets.sh arm64` also runs the Pi 5 core.
+/var/cache/ecg-targets (first run ~12-15 min, then ~1.5 min). `tools/targets.sh arm64` also runs the Pi 5 core.
 """
 from __future__ import annotations
 
