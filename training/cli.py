@@ -262,6 +262,10 @@ def cmd_evaluate(a) -> dict:
     t0 = time.time()
     P = run_tflite(model_path, ecg, demo, num_threads=a.threads)
     res = summarize(ds.y, P, thresholds)
+    from training.metrics import reliability
+    for k, c in enumerate(res["per_class"]):
+        rel = reliability(ds.y[:, k], P[:, k])
+        res["per_class"][c].update({"ece": rel["ece"], "brier": rel["brier"]})
     flat = {"model": str(model_path), "data": str(a.data), "split": a.split, "demographics": not a.no_demographics,
             "runtime": "LiteRT (edge_app.inference)", "manifest": str(mpath) if mpath else None,
             "macro_auc": res["macro_auc"], "n": res["n"], "seconds": round(time.time() - t0, 2)}
