@@ -211,54 +211,57 @@ def _order(keys, frm: str, to: str, valid_s: int = 600, key: str = "priv") -> di
 
 @needs_model
 def test_replayed_older_bundle_is_refused_and_rollback_needs_a_signed_order(tmp_path, keys):
-    """Issue 14 item 2: 2.0.0 -> 1.5.0 (validly signed, replayed) -> refused; rollback only as a signed order
+    """Issue 14 item 2: NEW -> MID (validly signed, replayed) -> refused; rollback only as a signed order
     for this very swap, within its validity."""
     store = ModelStore(tmp_path / "state", SHIPPED)
-    bundles = {v: load_bundle(str(new_version_bundle(tmp_path, v))) for v in ("2.0.0", "1.5.0", "1.0.0", "2.1.0",
-                                                                               "2.1.0-rc1")}
+    shipped_v = json.loads(SHIPPED.read_text())["model_version"]
+    major = int(shipped_v.split(".")[0])
+    # versions relative to the shipped model (whatever it is): NEW > MID > shipped > OLD, NEWER > NEWER_RC > NEW
+    NEW, MID, OLD = f"{major + 1}.0.0", f"{major}.5.0", "0.9.0"
+    NEWER, NEWER_RC = f"{major + 1}.1.0", f"{major + 1}.1.0-rc1"
+    bundles = {v: load_bundle(str(new_version_bundle(tmp_path, v))) for v in (NEW, MID, OLD, NEWER, NEWER_RC)}
 
     def install(v: str) -> dict:
         model, manifest, files = bundles[v]
         return store.install(model, manifest, sign_bundle(keys["priv"], model, manifest, files), keys["pub"],
                              files=files)
-    shipped_v = json.loads(SHIPPED.read_text())["model_version"]
-    assert install("2.0.0")["ok"]
+    assert install(NEW)["ok"]
     cases = 0
-    for old in ("1.5.0", "1.0.0"):
+    for old in (MID, OLD):
         r = install(old)
         cases += 1
         assert not r["ok"] and r["stage"] == "version" and "downgrade" in r["reason"], r
-        assert store.active_info()["version"] == "2.0.0"
+        assert store.active_info()["version"] == NEW
     # an unsigned / wrongly signed / mismatched / expired / too long-lived rollback order: refused
-    bad = {"unsigned": dict(_order(keys, "2.0.0", shipped_v), signature=b""),
-           "other key": _order(keys, "2.0.0", shipped_v, key="other_priv"),
-           "other swap": _order(keys, "2.0.0", "1.5.0"),
-           "forged target": dict(_order(keys, "2.0.0", shipped_v), to_version="1.5.0"),
-           "expired": _order(keys, "2.0.0", shipped_v, valid_s=-5),
-           "valid for a year": _order(keys, "2.0.0", shipped_v, valid_s=365 * 86400)}
+    bad = {"unsigned": dict(_order(keys, NEW, shipped_v), signature=b""),
+           "other key": _order(keys, NEW, shipped_v, key="other_priv"),
+           "other swap": _order(keys, NEW, MID),
+           "forged target": dict(_order(keys, NEW, shipped_v), to_version=MID),
+           "expired": _order(keys, NEW, shipped_v, valid_s=-5),
+           "valid for a year": _order(keys, NEW, shipped_v, valid_s=365 * 86400)}
     for name, order in bad.items():
         r = store.rollback(**order)
         cases += 1
         assert not r["ok"] and "rollback refused" in r["reason"], (name, r)
-        assert store.active_info()["version"] == "2.0.0", name
-    # the explicit signed rollback works; after it, 2.0.0's old bundle and 1.5.0 stay refused as installs
-    order = _order(keys, "2.0.0", shipped_v)
+        assert store.active_info()["version"] == NEW, name
+    # the explicit signed rollback works; after it, NEW's old bundle and MID stay refused as installs
+    order = _order(keys, NEW, shipped_v)
     assert store.rollback(**order)["ok"] and store.active_info()["version"] == shipped_v
-    r = store.rollback(**order)                        # the same order replayed: the device is no longer at 2.0.0
+    r = store.rollback(**order)                        # the same order replayed: the device is no longer at NEW
     assert not r["ok"] and "runs " + shipped_v in r["reason"]
-    for old in ("1.5.0", "2.0.0"):
+    for old in (MID, NEW):
         r = install(old)
         cases += 1
         assert not r["ok"] and r["stage"] == "version", (old, r)
-    # a newer version installs (pre-release 2.1.0-rc1 < 2.1.0 < ... by semver order)
-    assert install("2.1.0")["ok"] and store.active_info()["version"] == "2.1.0"
-    r = install("2.1.0-rc1")
+    # a newer version installs (pre-release NEWER_RC < NEWER by semver order)
+    assert install(NEWER)["ok"] and store.active_info()["version"] == NEWER
+    r = install(NEWER_RC)
     assert not r["ok"] and r["stage"] == "version"
     # the floor survives a restart and a lost pointer file (then it is the highest manifest on disk)
     again = ModelStore(tmp_path / "state", SHIPPED)
-    assert again.highest_version() == "2.1.0"
+    assert again.highest_version() == NEWER
     (tmp_path / "state" / "models" / "current.json").unlink()
-    assert ModelStore(tmp_path / "state", SHIPPED).highest_version() == "2.1.0"
+    assert ModelStore(tmp_path / "state", SHIPPED).highest_version() == NEWER
     print(f"downgrade/rollback cases refused: {cases + 2}")
 
 
