@@ -137,7 +137,7 @@ def _spec_at_sens(y: np.ndarray, p: np.ndarray, target: float = 0.90) -> dict:
     """A ROC read-off (not an operating point): specificity where sensitivity first reaches `target` on these
     records. Compares two models at EQUAL sensitivity, which thresholds fitted elsewhere cannot guarantee."""
     s = binary_stats(y, p, threshold_for_sensitivity(y, p, target))
-    return {"sensitivity": s["sensitivity"], "specificity": s["specificity"]}
+    return {"sensitivity": s["sensitivity"], "specificity": s["specificity"], "ppv": s["ppv"]}
 
 
 def compare_previous(prev_manifest: Path, ecg, demo, Y, fit, rep_mask, mi_target: float) -> dict:

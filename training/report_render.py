@@ -70,17 +70,32 @@ def render_markdown(rep: dict, man: dict) -> str:
               "| | previous " + p["model_version"] + " | this " + rep["model_version"] + " |", "|---|---|---|",
               f"| macro AUC, all of val | {_f(p['macro_auc_val_full'], 4)} | {_f(full['macro_auc'], 4)} |",
               f"| macro AUC, reporting half | {_f(p['macro_auc_reporting_half'], 4)} | {_f(m['macro_auc'], 4)} |",
-              f"| MI sens / spec, MI threshold fitted on the fitting half the same way | "
-              f"{_f(p['MI_refitted_threshold']['sensitivity'])} / {_f(p['MI_refitted_threshold']['specificity'])} | "
-              f"{_f(mi_new['sensitivity'])} / {_f(mi_new['specificity'])} |",
-              f"| MI sens / spec at its own shipped threshold | {_f(p['MI_own_threshold']['sensitivity'])} / "
-              f"{_f(p['MI_own_threshold']['specificity'])} (threshold fitted on all of val, incl. these records) | - |",
+              f"| MI sens / spec / PPV at the SHIPPED operating point, reporting half | "
+              f"{_f(p['MI_own_threshold']['sensitivity'])} / {_f(p['MI_own_threshold']['specificity'])} / "
+              f"{_f(p['MI_own_threshold']['ppv'])} (its threshold was fitted on all of val, incl. these records) | "
+              f"{_f(mi_new['sensitivity'])} / {_f(mi_new['specificity'])} / {_f(mi_new['ppv'])} |",
+              f"| false MI alarms per 100 non-MI ECGs at the shipped point, reporting half | "
+              f"{_f(100 * (1 - p['MI_own_threshold']['specificity']), 1)} | {_f(100 * (1 - mi_new['specificity']), 1)} |",
+              f"| MI sens / spec / PPV, threshold fitted on the fitting half the same way (sens >= 0.91) | "
+              f"{_f(p['MI_refitted_threshold']['sensitivity'])} / {_f(p['MI_refitted_threshold']['specificity'])} / "
+              f"{_f(p['MI_refitted_threshold']['ppv'])} | {_f(mi_new['sensitivity'])} / {_f(mi_new['specificity'])} / {_f(mi_new['ppv'])} |",
               "| ECE per class (" + ", ".join(CLASSES) + ") | " + ", ".join(_f(p["ece"][c]) for c in CLASSES) + " | "
               + ", ".join(_f(rep["calibration"][c]["ece"]) for c in CLASSES) + " |",
-              f"| MI specificity at sensitivity 0.90, read off the ROC curve (all of val / reporting half) | "
-              f"{_f(p['MI_spec_at_sens_0.90_roc']['specificity'])} / {_f(p['MI_spec_at_sens_0.90_roc_reporting_half']['specificity'])} | "
-              f"{_f(rep['MI_spec_at_sens_0.90_roc']['specificity'])} / {_f(rep['MI_spec_at_sens_0.90_roc_reporting_half']['specificity'])} |",
-              f"| model bytes | {p.get('model_size_bytes')} | {man.get('model_size_bytes')} |"]
+              f"| MI specificity (PPV) at EQUAL sensitivity 0.90, read off the ROC curve: reporting half / all of val | "
+              f"{_f(p['MI_spec_at_sens_0.90_roc_reporting_half']['specificity'])} ({_f(p['MI_spec_at_sens_0.90_roc_reporting_half'].get('ppv'))}) / "
+              f"{_f(p['MI_spec_at_sens_0.90_roc']['specificity'])} ({_f(p['MI_spec_at_sens_0.90_roc'].get('ppv'))}) | "
+              f"{_f(rep['MI_spec_at_sens_0.90_roc_reporting_half']['specificity'])} ({_f(rep['MI_spec_at_sens_0.90_roc_reporting_half'].get('ppv'))}) / "
+              f"{_f(rep['MI_spec_at_sens_0.90_roc']['specificity'])} ({_f(rep['MI_spec_at_sens_0.90_roc'].get('ppv'))}) |",
+              f"| model bytes | {p.get('model_size_bytes')} | {man.get('model_size_bytes')} |",
+              "", f"The previous model's published MI figures were measured on all of val with its threshold fitted on "
+              "those same records; the rows above put both models on the same reporting half. At equal sensitivity "
+              f"(0.90) this model's specificity is {_f(rep['MI_spec_at_sens_0.90_roc_reporting_half']['specificity'])} vs "
+              f"{_f(p['MI_spec_at_sens_0.90_roc_reporting_half']['specificity'])} "
+              + ("(fewer false MI alarms)" if rep['MI_spec_at_sens_0.90_roc_reporting_half']['specificity']
+                 > p['MI_spec_at_sens_0.90_roc_reporting_half']['specificity'] else "(no fewer false MI alarms)")
+              + f"; at the shipped thresholds the sensitivity is {_f(mi_new['sensitivity'])} vs "
+              f"{_f(p['MI_own_threshold']['sensitivity'])} and the specificity {_f(mi_new['specificity'])} vs "
+              f"{_f(p['MI_own_threshold']['specificity'])}."]
     L += ["", "## Discrimination (int8 model)", "",
           f"All of val: macro AUC **{_f(full['macro_auc'], 4)}** (95 % bootstrap CI {_f(full['macro_auc_ci95'][0])}-"
           f"{_f(full['macro_auc_ci95'][1])}); per class " + ", ".join(
