@@ -14,7 +14,12 @@ import tensorflow as tf
 from edge_app.signal_chain.contract import CLASSES, CONTRACT, FS_HZ, N_SAMPLES
 
 MANIFEST_FORMAT = 1
-GOLDEN_TOLERANCE = 0.01   # max abs probability difference; int8 kernels on another CPU may round one step (1/256)
+#: Max abs probability difference of the self-test's golden outputs. int8 kernels round requantisation
+#: differently per CPU: XNNPACK on arm64 NEON (emulated Pi 4 Cortex-A72 and Pi 5 Cortex-A76, tools/targets.sh
+#: arm64) differs from x86 by up to 4 output steps (0.0156) on model 2.0.0 with identical inputs; 0.01 made
+#: every Pi refuse the shipped model. 0.04 (~10 steps) still catches a wrong or corrupted model (a wrong
+#: model differs by tenths).
+GOLDEN_TOLERANCE = 0.04
 
 
 def sha256_file(path: Path) -> str:
