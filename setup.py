@@ -29,7 +29,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["firmware_bridge*", "edge_app*", "training*", "cloud_dashboard*"]),
     include_package_data=True,
-    package_data={"edge_app": ["display/static/*", "data/records/*", "uplink/schemas/*.json", "default_config.toml"],
+    package_data={"edge_app": ["display/static/*", "data/records/*", "data/dsp_designs.json", "uplink/schemas/*.json"],
                   "cloud_dashboard": ["web/static/*", "migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"]},
     # The shipped model travels with the software (found by edge_app.config for non-editable installs).
     data_files=[("share/ecg-edge/quantized_models",
