@@ -25,6 +25,7 @@ import pytest
 
 from edge_app.config import default_toml, load_config
 from edge_app.errors import ConfigError
+from fuzz_text import mutate_text
 
 ROOT = Path(__file__).resolve().parents[1]
 MQTT = '\n[mqtt]\nenabled = false\nhost = "127.0.0.1"\nport = 1883\nprefix = "ecg"\nkeepalive_s = 30\nstrips = "all"\n'
@@ -79,17 +80,7 @@ def cases(seed: int = 14) -> list[tuple[str, bytes, str | None]]:
     rng = random.Random(seed)
     alphabet = '[]="#.\n 0123456789abcxyz-+{},\\'
     for k in range(250):
-        chars = list(BASE)
-        for _ in range(rng.randint(1, 5)):
-            pos = rng.randrange(len(chars))
-            op = rng.random()
-            if op < 0.5:
-                chars[pos] = rng.choice(alphabet)
-            elif op < 0.8:
-                del chars[pos]
-            else:
-                chars.insert(pos, rng.choice(alphabet))
-        out.append((f"random_chars_{k}", "".join(chars).encode(), None))
+        out.append((f"random_chars_{k}", mutate_text(BASE, rng, alphabet, 5).encode(), None))
     for k in range(60):
         out.append((f"truncated_{k}", BASE.encode()[: rng.randrange(len(BASE))], None))
     return out

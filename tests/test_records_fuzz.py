@@ -29,6 +29,7 @@ import pytest
 
 from firmware_bridge.leads import CHANNELS, LEADS
 from firmware_bridge.records import RecordError, read_wfdb_uv
+from fuzz_text import mutate_text
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "edge_app" / "data" / "records"
@@ -122,17 +123,7 @@ def variants(seed: int = 14) -> list[Variant]:
     rng = random.Random(seed)
     alphabet = "0123456789 ./()-+xX#\n\tabcmVu\x00é"
     for k in range(160):
-        chars = list(HEA)
-        for _ in range(rng.randint(1, 6)):
-            pos = rng.randrange(len(chars))
-            op = rng.random()
-            if op < 0.5:
-                chars[pos] = rng.choice(alphabet)
-            elif op < 0.8:
-                del chars[pos]
-            else:
-                chars.insert(pos, rng.choice(alphabet))
-        text = "".join(chars)
+        text = mutate_text(HEA, rng, alphabet, 6)
         if rng.random() < 0.2:
             lines = text.splitlines()
             del lines[rng.randrange(len(lines))]
